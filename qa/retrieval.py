@@ -1,0 +1,113 @@
+"""Retrieval: dense (FAISS) and lexical (BM25) search over chunks, fused into one ranking.
+
+Fusion is weighted reciprocal-rank fusion: a chunk at rank r_d in the dense list and r_b in
+the BM25 list scores ``w / (k + r_d) + (1 - w) / (k + r_b)``. Ranks, not raw scores, because
+cosine and BM25 live on unrelated scales. ``w`` and ``k`` were chosen on SQuAD and SciFact
+(docs/tuning.md has the numbers).
+
+Non-goals: query expansion, learned sparse retrieval.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qa.store import Generation
+
+_local = threading.local()
+
+
+def _stemmer() -> Any:
+    # PyStemmer objects are not thread-safe: one per thread.
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
+
+
+def tokenize(texts: Sequence[str]) -> list[list[str]]:
+    """BM25 tokens: lower-cased words of 2+ characters, English stopwords out, Snowball-stemmed."""
+    import bm25s
+
+    out = bm25s.tokenize(
+        list(texts), stopwords="en", stemmer=_stemmer().stemWords, return_ids=False,
+        show_progress=False,
+    )
+    return [list(t) for t in out]  # type: ignore[union-attr]
+
+
+BM25_PARAMS = {"k1": 1.2, "b": 0.75, "method": "lucene"}
+
+
+def build_bm25(texts: Sequence[str]) -> Any:
+    """A bm25s index over ``texts`` (row i = chunk i)."""
+    import bm25s
+
+    bm25 = bm25s.BM25(**BM25_PARAMS)  # type: ignore[arg-type]
+    tokens = tokenize(texts)
+    if not any(tokens):  # bm25s needs a vocabulary; a placeholder term matches no query
+        tokens = [["\x00"]] * len(texts)
+    bm25.index(tokens, show_progress=False)
+    return bm25
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk: its row, fused score, and each retriever's score and rank (0 = absent)."""
+
+    row: int
+    score: float
+    dense: float
+    bm25: float
+    dense_rank: int
+    bm25_rank: int
+
+
+def dense_search(gen: Generation, query_vec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` chunk rows by cosine; FAISS pads with id -1 when it has fewer: dropped here."""
+    if gen.index.ntotal == 0 or n <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    scores, ids = gen.index.search(query_vec.reshape(1, -1).astype(np.float32), min(n, gen.index.ntotal))
+    keep = (ids[0] >= 0) & (ids[0] < len(gen.chunks))
+    return ids[0][keep].astype(np.int64), scores[0][keep]
+
+
+def bm25_scores(gen: Generation, query_tokens: list[str]) -> np.ndarray:
+    """BM25 score of every chunk for the query (zeros when no query term is in the vocabulary)."""
+    n = len(gen.chunks)
+    ids = gen.bm25.get_tokens_ids(query_tokens) if n else []
+    if not ids:
+        return np.zeros(n, dtype=np.float32)
+    return np.asarray(gen.bm25.get_scores_from_ids(ids), dtype=np.float32)
+
+
+def search(gen: Generation, query_vec: np.ndarray, query_tokens: list[str], candidates: int,
+           dense_weight: float, rrf_k: int) -> list[Hit]:
+    """Fused ranking of up to ``2 * candidates`` chunks, best first."""
+    d_rows, d_scores = dense_search(gen, query_vec, candidates)
+    lexical = bm25_scores(gen, query_tokens)
+    positive = np.flatnonzero(lexical > 0)
+    top = positive[np.argsort(-lexical[positive], kind="stable")[:candidates]]
+    fused: dict[int, list[float]] = {}
+    for rank, (row, s) in enumerate(zip(d_rows.tolist(), d_scores.tolist(), strict=True), start=1):
+        fused[row] = [dense_weight / (rrf_k + rank), s, float(lexical[row]), rank, 0]
+    for rank, row in enumerate(top.tolist(), start=1):
+        entry = fused.setdefault(row, [0.0, float("nan"), 0.0, 0, 0])
+        entry[0] += (1.0 - dense_weight) / (rrf_k + rank)
+        entry[2] = float(lexical[row])
+        entry[4] = rank
+    missing = [row for row, e in fused.items() if e[3] == 0]
+    if missing:  # cosine of BM25-only hits, for the answer threshold and display
+        vecs = np.vstack([gen.index.reconstruct(int(r)) for r in missing])
+        for row, cos in zip(missing, (vecs @ query_vec.reshape(-1)).tolist(), strict=True):
+            fused[row][1] = float(cos)
+    hits = [Hit(row, e[0], float(e[1]), e[2], int(e[3]), int(e[4])) for row, e in fused.items()]
+    hits.sort(key=lambda h: (-h.score, h.row))
+    return hits

