@@ -12,14 +12,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-from qa.answering import Answer, Quote  # noqa: E402
-from qa.building import BuildReport  # noqa: E402
-from qa.building import build_index as _build_index  # noqa: E402
-from qa.errors import QAError  # noqa: E402
-from qa.index import Index, ask  # noqa: E402
-from qa.settings import Settings  # noqa: E402
+from qa.answering import Answer, Quote
+from qa.building import BuildReport
+from qa.building import build_index as _build_index
+from qa.errors import QAError
+from qa.index import Index, ask
+from qa.settings import Settings
 
 __all__ = [
     "Answer",
@@ -34,9 +34,14 @@ __all__ = [
 ]
 
 
-def build_index(corpus: Path | str | None = None, index: Path | str | None = None, *,
-                full: bool = False, settings: Settings | None = None,
-                **kwargs: object) -> BuildReport:
+def build_index(
+    corpus: Path | str | None = None,
+    index: Path | str | None = None,
+    *,
+    full: bool = False,
+    settings: Settings | None = None,
+    **kwargs: object,
+) -> BuildReport:
     """Build or update the index of ``corpus`` in ``index`` (defaults from Settings).
 
     Only new and changed documents are parsed, and only chunks whose text has no stored

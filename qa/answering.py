@@ -118,23 +118,40 @@ def _overlap(query_terms: set[str], sentence_terms: Sequence[str]) -> float:
     return len(query_terms.intersection(sentence_terms)) / len(query_terms)
 
 
-def answer(question: str, gen: Generation, hits: Sequence[Hit], query_vec: np.ndarray,
-           embedder: Embedder, cache: SentenceCache, top_k: int, min_score: float) -> Answer:
+def answer(
+    question: str,
+    gen: Generation,
+    hits: Sequence[Hit],
+    query_vec: np.ndarray,
+    embedder: Embedder,
+    cache: SentenceCache,
+    top_k: int,
+    min_score: float,
+) -> Answer:
     """Build the Answer from fused hits (best first)."""
     chosen = list(hits[:top_k])
     if not chosen:
-        return Answer(question, False, "", (), gen.name,
-                      "The documents do not contain an answer (the index is empty)." if
-                      len(gen.chunks) == 0 else "The documents do not contain an answer.")
+        return Answer(
+            question,
+            False,
+            "",
+            (),
+            gen.name,
+            "The documents do not contain an answer (the index is empty)."
+            if len(gen.chunks) == 0
+            else "The documents do not contain an answer.",
+        )
     unit_lists = [gen.units_in(h.row) for h in chosen]
     all_units = np.vstack(unit_lists) if any(len(u) for u in unit_lists) else np.zeros((0, 3), np.int64)
     vecs = cache.vectors(gen, embedder, all_units)
     cosines = vecs @ query_vec.reshape(-1) if len(all_units) else np.zeros(0)
-    texts = [gen.text(int(d))[int(s):int(e)] for d, s, e in all_units]
+    texts = [gen.text(int(d))[int(s) : int(e)] for d, s, e in all_units]
     q_terms = set(tokenize([question])[0])
     s_terms = tokenize(texts) if texts else []
-    combined = [float(c) + LEXICAL_WEIGHT * _overlap(q_terms, t)
-                for c, t in zip(cosines.tolist(), s_terms, strict=True)]
+    combined = [
+        float(c) + LEXICAL_WEIGHT * _overlap(q_terms, t)
+        for c, t in zip(cosines.tolist(), s_terms, strict=True)
+    ]
     quotes: list[tuple[float, float, Quote]] = []
     offset = 0
     for hit, units in zip(chosen, unit_lists, strict=True):
@@ -151,13 +168,24 @@ def answer(question: str, gen: Generation, hits: Sequence[Hit], query_vec: np.nd
         offset += len(units)
         if doc.text[start:end] != text or not (start <= hl[0] < hl[1] <= end):
             raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} offsets do not match its document")
-        quotes.append((score, cos, Quote(doc.id, doc.location_at(start), start, end, text,
-                                         score, hl, doc.location_at(hl[0]))))
+        quotes.append(
+            (
+                score,
+                cos,
+                Quote(doc.id, doc.location_at(start), start, end, text, score, hl, doc.location_at(hl[0])),
+            )
+        )
     quotes.sort(key=lambda t: -t[0])
     best_cos = quotes[0][1]
     found = best_cos >= min_score
     ordered = tuple(q for _, _, q in quotes)
     if found:
         return Answer(question, True, ordered[0].highlight_text, ordered, gen.name)
-    return Answer(question, False, "", ordered, gen.name,
-                  "The documents do not seem to contain an answer; these are the nearest passages.")
+    return Answer(
+        question,
+        False,
+        "",
+        ordered,
+        gen.name,
+        "The documents do not seem to contain an answer; these are the nearest passages.",
+    )

@@ -57,8 +57,7 @@ class BuildReport:
             f"generation {self.generation}: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed",
-            f"chunks: {self.chunks} total, {self.chunks_embedded} embedded, "
-            f"{self.chunks_reused} reused",
+            f"chunks: {self.chunks} total, {self.chunks_embedded} embedded, {self.chunks_reused} reused",
             "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"  failed {s.id}: {s.reason}" for s in self.failed]
@@ -79,8 +78,9 @@ class _Previous:
     vectors: dict[bytes, np.ndarray]
 
 
-def _load_previous(root: Path, embedder: Embedder, manifest_chunking: dict[str, Any],
-                   full: bool) -> tuple[_Previous, list[str]]:
+def _load_previous(
+    root: Path, embedder: Embedder, manifest_chunking: dict[str, Any], full: bool
+) -> tuple[_Previous, list[str]]:
     empty = _Previous({}, {})
     if full:
         return empty, []
@@ -92,7 +92,7 @@ def _load_previous(root: Path, embedder: Embedder, manifest_chunking: dict[str, 
         return empty, [f"previous index not reused: {exc}"]
     try:
         if gen.manifest.get("chunking") != manifest_chunking:
-            return empty, warnings + ["chunking settings changed: every document is re-chunked"]
+            return empty, [*warnings, "chunking settings changed: every document is re-chunked"]
         docs = {}
         doc_col = gen.chunks[:, 0]
         unit_col = gen.units[:, 0]
@@ -110,9 +110,15 @@ def _load_previous(root: Path, embedder: Embedder, manifest_chunking: dict[str, 
         gen.close()
 
 
-def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
-                index: Path | None = None, full: bool = False, embedder: Embedder | None = None,
-                progress: BuildProgress | None = None) -> BuildReport:
+def build_index(
+    settings: Settings | None = None,
+    *,
+    corpus: Path | None = None,
+    index: Path | None = None,
+    full: bool = False,
+    embedder: Embedder | None = None,
+    progress: BuildProgress | None = None,
+) -> BuildReport:
     """Build or update the index of a corpus folder.
 
     Args:
@@ -138,8 +144,11 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
     embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
     report = progress or (lambda stage, done, total: None)
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
-    chunking_params = {"max_tokens": max_tokens, "overlap_sentences": settings.chunk_overlap,
-                       "splitter": "blingfire"}
+    chunking_params = {
+        "max_tokens": max_tokens,
+        "overlap_sentences": settings.chunk_overlap,
+        "splitter": "blingfire",
+    }
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20))
@@ -154,7 +163,10 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
 
         t = time.perf_counter()
         docs: list[tuple[Document, np.ndarray, np.ndarray]] = []
-        added, changed, unchanged, notes = [], [], [], [Skipped("index", w) for w in warnings]
+        added: list[str] = []
+        changed: list[str] = []
+        unchanged: list[str] = []
+        notes = [Skipped("index", w) for w in warnings]
         with IsolatedParser(settings.parse_timeout) as parser:
             for i, src in enumerate(sources):
                 report("parsing", i, len(sources))
@@ -169,10 +181,16 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
                 except DocumentError as exc:
                     skipped.append(Skipped(src.id, str(exc)))
                     continue
-                c = chunking.chunk_text(doc.text, embedder.token_starts(doc.text), max_tokens,
-                                        settings.chunk_overlap)
-                docs.append((doc, np.asarray(c.chunks, np.int64).reshape(-1, 2),
-                             np.asarray(c.units, np.int64).reshape(-1, 2)))
+                chunked = chunking.chunk_text(
+                    doc.text, embedder.token_starts(doc.text), max_tokens, settings.chunk_overlap
+                )
+                docs.append(
+                    (
+                        doc,
+                        np.asarray(chunked.chunks, np.int64).reshape(-1, 2),
+                        np.asarray(chunked.units, np.int64).reshape(-1, 2),
+                    )
+                )
                 (changed if old is not None else added).append(src.id)
                 if doc.note:
                     notes.append(Skipped(doc.id, doc.note))
@@ -185,18 +203,23 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
         rows, texts, unit_rows = [], [], []
         for row, (doc, c, u) in enumerate(docs):
             rows += [(row, int(s), int(e)) for s, e in c]
-            texts += [doc.text[int(s):int(e)] for s, e in c]
+            texts += [doc.text[int(s) : int(e)] for s, e in c]
             unit_rows += [(row, int(s), int(e)) for s, e in u]
         keys = [chunk_key(t_) for t_ in texts]
         todo: dict[bytes, str] = {}
         for k, text in zip(keys, texts, strict=True):
             if k not in prev.vectors and k not in todo:
                 todo[k] = text
-        fresh = embedder.encode(list(todo.values()), lambda d, n: report("embedding", d, n)) \
-            if todo else np.zeros((0, embedder.dimension), np.float32)
+        fresh = (
+            embedder.encode(list(todo.values()), lambda d, n: report("embedding", d, n))
+            if todo
+            else np.zeros((0, embedder.dimension), np.float32)
+        )
         known = dict(prev.vectors)
         known.update(zip(todo.keys(), fresh, strict=True))
-        vectors = np.vstack([known[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
+        vectors = (
+            np.vstack([known[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
+        )
         report("embedding", len(todo), len(todo))
         timings["embed"] = time.perf_counter() - t
 
@@ -208,21 +231,43 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
         manifest = {
             "qa_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": {"name": embedder.name, "fingerprint": embedder.fingerprint,
-                      "dimension": embedder.dimension, "max_tokens": embedder.max_tokens},
+            "model": {
+                "name": embedder.name,
+                "fingerprint": embedder.fingerprint,
+                "dimension": embedder.dimension,
+                "max_tokens": embedder.max_tokens,
+            },
             "chunking": chunking_params,
             "bm25": {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"},
-            "counts": {"documents": len(docs), "chunks": len(rows), "units": len(units),
-                       "skipped": len(skipped)},
-            "documents": [{"id": d.id, "hash": d.hash, "format": d.format, "size": d.size,
-                           "chunks": len(c), "note": d.note} for d, c, _ in docs],
+            "counts": {
+                "documents": len(docs),
+                "chunks": len(rows),
+                "units": len(units),
+                "skipped": len(skipped),
+            },
+            "documents": [
+                {
+                    "id": d.id,
+                    "hash": d.hash,
+                    "format": d.format,
+                    "size": d.size,
+                    "chunks": len(c),
+                    "note": d.note,
+                }
+                for d, c, _ in docs
+            ],
             "skipped": [{"id": s.id, "reason": s.reason} for s in skipped],
         }
         try:
             name = store.write_generation(
-                root, [d for d, _, _ in docs], np.asarray(rows, np.int64).reshape(-1, 3),
-                np.asarray(keys, dtype="S16") if keys else np.zeros(0, "S16"), units, vectors,
-                bm25, manifest,
+                root,
+                [d for d, _, _ in docs],
+                np.asarray(rows, np.int64).reshape(-1, 3),
+                np.asarray(keys, dtype="S16") if keys else np.zeros(0, "S16"),
+                units,
+                vectors,
+                bm25,
+                manifest,
             )
             store.set_live(root, name)
         except OSError as exc:
@@ -236,7 +281,16 @@ def build_index(settings: Settings | None = None, *, corpus: Path | None = None,
         timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     return BuildReport(
-        generation=name, added=added, changed=changed, removed=removed, unchanged=unchanged,
-        failed=skipped, notes=notes, chunks=len(rows), chunks_embedded=len(todo),
-        chunks_reused=len(rows) - sum(1 for k in keys if k in todo), seconds=timings, full=full,
+        generation=name,
+        added=added,
+        changed=changed,
+        removed=removed,
+        unchanged=unchanged,
+        failed=skipped,
+        notes=notes,
+        chunks=len(rows),
+        chunks_embedded=len(todo),
+        chunks_reused=len(rows) - sum(1 for k in keys if k in todo),
+        seconds=timings,
+        full=full,
     )

@@ -14,6 +14,7 @@ Non-goals: semantic chunking, layout-aware chunking of tables.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -86,15 +87,16 @@ def split_sentences(text: str) -> list[Span]:
         except (UnicodeError, ValueError):  # unencodable text: keep the block as one sentence
             cuts = set()
         bounds = [0, *sorted(cuts), len(block)]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             span = _strip(text, b_start + a, b_start + b)
             if span:
                 spans.append(span)
     return spans
 
 
-def _units(text: str, sentences: list[Span], token_starts: np.ndarray,
-           max_tokens: int) -> tuple[list[Span], list[int]]:
+def _units(
+    text: str, sentences: list[Span], token_starts: np.ndarray, max_tokens: int
+) -> tuple[list[Span], list[int]]:
     """Cut sentences longer than ``max_tokens`` at token starts; return units and token counts."""
     units: list[Span] = []
     counts: list[int] = []
@@ -107,7 +109,7 @@ def _units(text: str, sentences: list[Span], token_starts: np.ndarray,
             continue
         cut_points = [int(token_starts[i]) for i in range(lo + max_tokens, hi, max_tokens)]
         bounds = [s, *cut_points, e]
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             span = _strip(text, a, b)
             if span:
                 units.append(span)

@@ -20,15 +20,24 @@ from qa.errors import QAError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _INDEX_OPT = click.option(
-    "--index", "index", type=click.Path(path_type=Path), default=None,
+    "--index",
+    "index",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Index folder (default: $QA_INDEX or ./index).",
 )
 _CORPUS_OPT = click.option(
-    "--corpus", "corpus", type=click.Path(path_type=Path), default=None,
+    "--corpus",
+    "corpus",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Folder of documents (default: $QA_CORPUS or ./corpus).",
 )
 _MODEL_OPT = click.option(
-    "--model", "model", type=click.Path(path_type=Path), default=None,
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Local sentence-transformers model folder (default: $QA_MODEL or bundled MiniLM).",
 )
 
@@ -77,9 +86,14 @@ def _bar_progress() -> Callable[[str, int, int], None]:
     def progress(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" chunks" if stage == "embedding"
-                                     else " files" if stage == "parsing" else "", leave=False,
-                                     file=sys.stderr, disable=None)
+            bar = bars[stage] = tqdm(
+                total=total,
+                desc=stage,
+                unit=" chunks" if stage == "embedding" else " files" if stage == "parsing" else "",
+                leave=False,
+                file=sys.stderr,
+                disable=None,
+            )
         bar.total = total
         bar.n = done
         bar.refresh()
@@ -96,8 +110,7 @@ def _bar_progress() -> Callable[[str, int, int], None]:
 @click.option("--full", is_flag=True, help="Re-parse and re-embed everything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
 @_edge
-def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full: bool,
-              as_json: bool) -> None:
+def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full: bool, as_json: bool) -> None:
     """Build or update the index: only new and changed documents are processed."""
     from dataclasses import asdict
 
@@ -118,8 +131,9 @@ def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.argument("question", nargs=-1, required=True)
 @_edge
-def ask_cmd(index: Path | None, model: Path | None, k: int | None, as_json: bool,
-            question: tuple[str, ...]) -> None:
+def ask_cmd(
+    index: Path | None, model: Path | None, k: int | None, as_json: bool, question: tuple[str, ...]
+) -> None:
     """Answer QUESTION with quoted passages from the indexed documents."""
     from qa.index import Index
 
@@ -162,16 +176,24 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
         click.echo(f"warning: {w}", err=True)
     c = m["counts"]
     size = sum(f["bytes"] for f in m["files"].values())
-    click.echo(f"index       {settings.index.resolve()}  (generation {m['generation']}, "
-               f"format {m['format_version']}, qa {m['qa_version']})")
+    click.echo(
+        f"index       {settings.index.resolve()}  (generation {m['generation']}, "
+        f"format {m['format_version']}, qa {m['qa_version']})"
+    )
     click.echo(f"built       {m['created']}")
-    click.echo(f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
-               f"sha256 {m['model']['fingerprint'][:12]}")
+    click.echo(
+        f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
+        f"sha256 {m['model']['fingerprint'][:12]}"
+    )
     click.echo(f"metric      {m['metric']}")
-    click.echo(f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
-               f"{m['chunking']['overlap_sentences']} sentence(s)")
-    click.echo(f"counts      {c['documents']} documents, {c['chunks']} chunks, "
-               f"{c['units']} sentences, {c['skipped']} skipped; {size / 2**20:.1f} MiB on disk")
+    click.echo(
+        f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
+        f"{m['chunking']['overlap_sentences']} sentence(s)"
+    )
+    click.echo(
+        f"counts      {c['documents']} documents, {c['chunks']} chunks, "
+        f"{c['units']} sentences, {c['skipped']} skipped; {size / 2**20:.1f} MiB on disk"
+    )
     for d in m["documents"]:
         click.echo(f"  {d['id']}  {d['format']}  {d['size']} bytes  {d['chunks']} chunks")
     for s in m["skipped"]:

@@ -127,8 +127,11 @@ def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipp
             continue
         if size > max_bytes:
             skipped.append(
-                Skipped(rel, f"{size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB "
-                        "limit (raise QA_MAX_FILE_MB to index it)")
+                Skipped(
+                    rel,
+                    f"{size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB "
+                    "limit (raise QA_MAX_FILE_MB to index it)",
+                )
             )
             continue
         found.append(SourceFile(rel, path, size))

@@ -81,8 +81,7 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local folder. Thread-safe: one lock serialises
     calls into torch and the tokenizer (a Rust tokenizer must not be used from two threads)."""
 
-    def __init__(self, path: Path, name: str | None = None, threads: int = 1,
-                 batch_size: int = 32) -> None:
+    def __init__(self, path: Path, name: str | None = None, threads: int = 1, batch_size: int = 32) -> None:
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise ModelLoadError(
                 f"{path} is not a sentence-transformers model folder (no modules.json or "
@@ -117,9 +116,7 @@ class SentenceTransformerEmbedder:
                 transformers.utils.logging.disable_progress_bar()
                 torch.set_num_threads(self.threads)
                 try:
-                    self._model = SentenceTransformer(
-                        str(self.path), device="cpu", local_files_only=True
-                    )
+                    self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
                 except (OSError, ValueError) as exc:
                     raise ModelLoadError(f"cannot load model from {self.path}: {exc}") from exc
                 self.max_tokens = min(self.max_tokens, int(self._model.max_seq_length) - 2)
@@ -192,8 +189,9 @@ _EMBEDDERS: dict[tuple[str, int, int], SentenceTransformerEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
-def get_embedder(path: Path | None = None, threads: int = 1,
-                 batch_size: int = 32) -> SentenceTransformerEmbedder:
+def get_embedder(
+    path: Path | None = None, threads: int = 1, batch_size: int = 32
+) -> SentenceTransformerEmbedder:
     """The process-wide embedder for a model folder (default: the bundled MiniLM).
 
     Raises:
@@ -205,7 +203,5 @@ def get_embedder(path: Path | None = None, threads: int = 1,
     key = (str(resolved.resolve()), threads, batch_size)
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
-            _EMBEDDERS[key] = SentenceTransformerEmbedder(
-                resolved, threads=threads, batch_size=batch_size
-            )
+            _EMBEDDERS[key] = SentenceTransformerEmbedder(resolved, threads=threads, batch_size=batch_size)
         return _EMBEDDERS[key]

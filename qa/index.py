@@ -25,8 +25,9 @@ class Index:
     generation after a rebuild (the web app calls it; CLI users rarely need it).
     """
 
-    def __init__(self, root: Path, gen: store.Generation, embedder: Embedder, settings: Settings,
-                 warnings: list[str]) -> None:
+    def __init__(
+        self, root: Path, gen: store.Generation, embedder: Embedder, settings: Settings, warnings: list[str]
+    ) -> None:
         self.root = root
         self._gen = gen
         self.embedder = embedder
@@ -36,8 +37,12 @@ class Index:
         self._reload_lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | str | None = None, settings: Settings | None = None,
-             embedder: Embedder | None = None) -> Index:
+    def load(
+        cls,
+        path: Path | str | None = None,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+    ) -> Index:
         """Open the live generation of the index at ``path`` (default ``settings.index``).
 
         Falls back to the previous good generation when the live one fails verification
@@ -99,18 +104,25 @@ class Index:
         t0 = time.perf_counter()
         query_vec = self.embedder.encode([q])[0]
         t1 = time.perf_counter()
-        hits = retrieval.search(gen, query_vec, retrieval.tokenize([q])[0],
-                                max(self.settings.candidates, k), self.settings.dense_weight,
-                                self.settings.rrf_k)
+        hits = retrieval.search(
+            gen,
+            query_vec,
+            retrieval.tokenize([q])[0],
+            max(self.settings.candidates, k),
+            self.settings.dense_weight,
+            self.settings.rrf_k,
+        )
         t2 = time.perf_counter()
-        result = answering.answer(q, gen, hits, query_vec, self.embedder, self._cache, k,
-                                  self.settings.min_score)
+        result = answering.answer(
+            q, gen, hits, query_vec, self.embedder, self._cache, k, self.settings.min_score
+        )
         t3 = time.perf_counter()
         result.timings.update({"embed": t1 - t0, "search": t2 - t1, "answer": t3 - t2})
         return result
 
 
-def ask(question: str, index: Path | str | None = None, k: int | None = None,
-        settings: Settings | None = None) -> Answer:
+def ask(
+    question: str, index: Path | str | None = None, k: int | None = None, settings: Settings | None = None
+) -> Answer:
     """One-shot convenience: load the index at ``index`` and answer ``question``."""
     return Index.load(index, settings).ask(question, k)

@@ -124,10 +124,45 @@ def parse_markdown(data: bytes) -> Parsed:
 
 
 _BLOCK_TAGS = frozenset(
-    "address article aside blockquote br dd div dl dt fieldset figcaption figure footer form "
-    "h1 h2 h3 h4 h5 h6 header hr li main nav ol p pre section table td th tr ul title".split()
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "br",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "li",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "td",
+        "th",
+        "tr",
+        "ul",
+        "title",
+    ]
 )
-_SKIP_TAGS = frozenset("script style noscript template head iframe object svg".split())
+_SKIP_TAGS = frozenset(["script", "style", "noscript", "template", "head", "iframe", "object", "svg"])
 
 
 def parse_html(data: bytes) -> Parsed:
@@ -210,8 +245,17 @@ def parse_pdf(data: bytes) -> Parsed:
             length += len(page_text)
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, RecursionError,
-            OSError, IndexError, NotImplementedError) as exc:
+    except (
+        PdfReadError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        OSError,
+        IndexError,
+        NotImplementedError,
+    ) as exc:
         raise DocumentError(f"unreadable PDF ({type(exc).__name__}: {exc})") from exc
     text = "".join(parts)
     if not text.strip():
@@ -325,8 +369,9 @@ class IsolatedParser:
     def __enter__(self) -> IsolatedParser:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def _get_pool(self) -> multiprocessing.pool.Pool:

@@ -37,10 +37,13 @@ def tokenize(texts: Sequence[str]) -> list[list[str]]:
     import bm25s
 
     out = bm25s.tokenize(
-        list(texts), stopwords="en", stemmer=_stemmer().stemWords, return_ids=False,
+        list(texts),
+        stopwords="en",
+        stemmer=_stemmer().stemWords,
+        return_ids=False,
         show_progress=False,
     )
-    return [list(t) for t in out]  # type: ignore[union-attr]
+    return [list(t) for t in out]
 
 
 BM25_PARAMS = {"k1": 1.2, "b": 0.75, "method": "lucene"}
@@ -50,10 +53,10 @@ def build_bm25(texts: Sequence[str]) -> Any:
     """A bm25s index over ``texts`` (row i = chunk i)."""
     import bm25s
 
-    bm25 = bm25s.BM25(**BM25_PARAMS)  # type: ignore[arg-type]
+    bm25 = bm25s.BM25(**BM25_PARAMS)
     tokens = tokenize(texts)
     if not any(tokens):  # bm25s needs a vocabulary; a placeholder term matches no query
-        tokens = [["\x00"]] * len(texts)
+        tokens = [["\x00"]] * max(1, len(texts))
     bm25.index(tokens, show_progress=False)
     return bm25
 
@@ -88,8 +91,14 @@ def bm25_scores(gen: Generation, query_tokens: list[str]) -> np.ndarray:
     return np.asarray(gen.bm25.get_scores_from_ids(ids), dtype=np.float32)
 
 
-def search(gen: Generation, query_vec: np.ndarray, query_tokens: list[str], candidates: int,
-           dense_weight: float, rrf_k: int) -> list[Hit]:
+def search(
+    gen: Generation,
+    query_vec: np.ndarray,
+    query_tokens: list[str],
+    candidates: int,
+    dense_weight: float,
+    rrf_k: int,
+) -> list[Hit]:
     """Fused ranking of up to ``2 * candidates`` chunks, best first."""
     d_rows, d_scores = dense_search(gen, query_vec, candidates)
     lexical = bm25_scores(gen, query_tokens)

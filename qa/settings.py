@@ -59,9 +59,7 @@ class Settings(BaseSettings):
     parse_timeout: float = Field(
         60.0, gt=0, description="Seconds one PDF/DOCX/HTML file may take to parse before it is skipped."
     )
-    max_question_chars: int = Field(
-        2000, ge=1, description="Longer questions are refused with a message."
-    )
+    max_question_chars: int = Field(2000, ge=1, description="Longer questions are refused with a message.")
     threads: int = Field(
         1,
         ge=1,

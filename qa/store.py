@@ -128,9 +128,7 @@ def build_lock(root: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise BuildLockedError(
-            f"another build of {root} is running: wait for it to finish"
-        ) from None
+        raise BuildLockedError(f"another build of {root} is running: wait for it to finish") from None
     try:
         yield
     finally:
@@ -191,8 +189,14 @@ def write_generation(
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
         _fsync(path)
         files[path.relative_to(tmp).as_posix()] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    body = {**manifest, "format": FORMAT, "format_version": FORMAT_VERSION, "generation": name,
-            "metric": METRIC, "files": files}
+    body = {
+        **manifest,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generation": name,
+        "metric": METRIC,
+        "files": files,
+    }
     body["checksum"] = _manifest_checksum(body)
     with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
         json.dump(body, fh, indent=1, ensure_ascii=False)
@@ -293,10 +297,12 @@ class Generation:
         self.chunk_keys = np.load(gen_dir / "chunk_keys.npy", allow_pickle=False)
         self.units = np.load(gen_dir / "units.npy", allow_pickle=False)
         self.index = faiss.read_index(str(gen_dir / "vectors.faiss"))
-        self.bm25 = bm25s.BM25.load(str(gen_dir / "bm25"), allow_pickle=False, show_progress=False,
-                                    verbosity=0)
+        self.bm25 = bm25s.BM25.load(
+            str(gen_dir / "bm25"), allow_pickle=False, show_progress=False, verbosity=0
+        )
         self._db = sqlite3.connect(
-            f"file:{gen_dir / 'documents.sqlite'}?mode=ro&immutable=1", uri=True,
+            f"file:{gen_dir / 'documents.sqlite'}?mode=ro&immutable=1",
+            uri=True,
             check_same_thread=False,
         )
         self._db_lock = threading.Lock()
@@ -305,8 +311,9 @@ class Generation:
                 "SELECT row, id, hash, format, size, locations, note FROM documents ORDER BY row"
             ).fetchall()
         self.documents = [
-            DocumentInfo(r[0], r[1], r[2], r[3], r[4],
-                         tuple((int(a), str(b)) for a, b in json.loads(r[5])), r[6])
+            DocumentInfo(
+                r[0], r[1], r[2], r[3], r[4], tuple((int(a), str(b)) for a, b in json.loads(r[5])), r[6]
+            )
             for r in rows
         ]
         problems = []
@@ -318,7 +325,9 @@ class Generation:
         if len(self.documents) != counts["documents"]:
             problems.append(f"{counts['documents']} documents in the manifest, {len(self.documents)} stored")
         if self.index.d != manifest["model"]["dimension"]:
-            problems.append(f"FAISS dimension {self.index.d} != model dimension {manifest['model']['dimension']}")
+            problems.append(
+                f"FAISS dimension {self.index.d} != model dimension {manifest['model']['dimension']}"
+            )
         if len(self.units) != counts["units"] or len(self.chunk_keys) != counts["chunks"]:
             problems.append("unit or chunk-key counts differ from the manifest")
         if problems:
@@ -337,8 +346,7 @@ class Generation:
     def document(self, row: int) -> Document:
         """The stored document (text included) at ``row``."""
         info = self.documents[row]
-        return Document(info.id, info.hash, self.text(row), info.format, info.size,
-                        info.locations, info.note)
+        return Document(info.id, info.hash, self.text(row), info.format, info.size, info.locations, info.note)
 
     def units_in(self, row: int) -> np.ndarray:
         """Sentence units (doc, start, end) inside chunk ``row``."""
