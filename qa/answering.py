@@ -1,11 +1,13 @@
 """Answering: turn retrieved chunks into verbatim quotes with the answering sentence highlighted.
 
-Each candidate chunk's sentence units are scored against the question:
-``score = cosine(question, sentence) + LEXICAL_WEIGHT * overlap`` where ``overlap`` is the
-share of the question's BM25 terms found in the sentence. A quote's score is its best
-sentence's; quotes are ordered by it. When the best sentence's cosine is under
-``min_score`` the answer says the documents do not contain one and the quotes are
-returned as "nearest passages" (``found=False``). Weights and threshold: docs/tuning.md.
+The first ``depth`` fused hits are re-scored by their best sentence unit:
+``sentence = cosine(question, unit) + lexical_weight * overlap`` (``overlap``: share of the
+question's BM25 terms in the unit; unit vectors were pooled at build time) and
+``quote = sentence + retrieval_weight * fused / max_fused``. Quotes are ordered by it and the
+top quote's best unit is the answer. Example: cos 0.62, overlap 2/3 and fused at the maximum
+give 0.62 + 0.3 * 0.667 + 0.5 * 1 = 1.32. When the best unit's cosine is under ``min_score``
+the answer says the documents do not contain one, and the quotes are returned as "nearest
+passages" (``found=False``). Weights and threshold: docs/tuning.md.
 
 Quotes are verbatim by construction (slices of the stored document text) and checked.
 Non-goals: generating text; every word shown comes from a document.
@@ -13,20 +15,15 @@ Non-goals: generating text; every word shown comes from a document.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from qa.embedding import Embedder
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
-
-LEXICAL_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -86,106 +83,72 @@ class Answer:
         }
 
 
-class SentenceCache:
-    """LRU of sentence vectors keyed by (generation, doc row, start, end)."""
-
-    def __init__(self, size: int = 20000) -> None:
-        self._data: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def vectors(self, gen: Generation, embedder: Embedder, units: np.ndarray) -> np.ndarray:
-        keys = [(gen.name, int(d), int(s), int(e)) for d, s, e in units]
-        with self._lock:
-            found = {k: self._data[k] for k in keys if k in self._data}
-            for k in found:
-                self._data.move_to_end(k)
-        todo = [k for k in dict.fromkeys(keys) if k not in found]
-        if todo:
-            texts = [gen.text(d)[s:e] for _, d, s, e in todo]
-            new = embedder.encode(texts)
-            with self._lock:
-                for k, v in zip(todo, new, strict=True):
-                    self._data[k] = found[k] = v
-                while len(self._data) > self._size:
-                    self._data.popitem(last=False)
-        return np.vstack([found[k] for k in keys]) if keys else np.zeros((0, 1), np.float32)
-
-
 def _overlap(query_terms: set[str], sentence_terms: Sequence[str]) -> float:
     if not query_terms:
         return 0.0
     return len(query_terms.intersection(sentence_terms)) / len(query_terms)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """Weights of the answer stage (chosen on SQuAD/SciFact, docs/tuning.md)."""
+
+    lexical_weight: float = 0.3  # weight of query-term overlap next to sentence cosine
+    retrieval_weight: float = 0.5  # weight of the chunk's fused retrieval score (max-normalised)
+    depth: int = 20  # fused hits re-scored by their best sentence
+    min_score: float = 0.35  # best sentence cosine below this: "not found"
+
+
 def answer(
-    question: str,
-    gen: Generation,
-    hits: Sequence[Hit],
-    query_vec: np.ndarray,
-    embedder: Embedder,
-    cache: SentenceCache,
-    top_k: int,
-    min_score: float,
+    question: str, gen: Generation, hits: Sequence[Hit], query_vec: np.ndarray, top_k: int, scoring: Scoring
 ) -> Answer:
-    """Build the Answer from fused hits (best first)."""
-    chosen = list(hits[:top_k])
+    """Build the Answer from fused hits (best first): re-score the first ``scoring.depth`` hits
+    by their best sentence, keep ``top_k``."""
+    chosen = list(hits[: max(top_k, scoring.depth)])
     if not chosen:
-        return Answer(
-            question,
-            False,
-            "",
-            (),
-            gen.name,
-            "The documents do not contain an answer (the index is empty)."
-            if len(gen.chunks) == 0
-            else "The documents do not contain an answer.",
+        msg = "The documents do not contain an answer" + (
+            " (the index is empty)." if len(gen.chunks) == 0 else "."
         )
-    unit_lists = [gen.units_in(h.row) for h in chosen]
-    all_units = np.vstack(unit_lists) if any(len(u) for u in unit_lists) else np.zeros((0, 3), np.int64)
-    vecs = cache.vectors(gen, embedder, all_units)
-    cosines = vecs @ query_vec.reshape(-1) if len(all_units) else np.zeros(0)
-    texts = [gen.text(int(d))[int(s) : int(e)] for d, s, e in all_units]
+        return Answer(question, False, "", (), gen.name, msg)
     q_terms = set(tokenize([question])[0])
-    s_terms = tokenize(texts) if texts else []
-    combined = [
-        float(c) + LEXICAL_WEIGHT * _overlap(q_terms, t)
-        for c, t in zip(cosines.tolist(), s_terms, strict=True)
-    ]
-    quotes: list[tuple[float, float, Quote]] = []
-    offset = 0
-    for hit, units in zip(chosen, unit_lists, strict=True):
-        doc_row, start, end = (int(x) for x in gen.chunks[hit.row])
+    top_fused = max(h.score for h in chosen) or 1.0
+    scored: list[tuple[float, float, int, tuple[int, int]]] = []
+    for hit in chosen:
+        spans, vecs = gen.units_in(hit.row)
+        doc_row = int(gen.chunks[hit.row][0])
+        if len(spans):
+            text = gen.text(doc_row)
+            cos = (vecs.astype(np.float32) @ query_vec.reshape(-1)).tolist()
+            terms = tokenize([text[a:b] for a, b in spans.tolist()])
+            combined = [
+                c + scoring.lexical_weight * _overlap(q_terms, t) for c, t in zip(cos, terms, strict=True)
+            ]
+            best = int(np.argmax(combined))
+            span = (int(spans[best][0]), int(spans[best][1]))
+            sent_score, sent_cos = combined[best], cos[best]
+        else:  # cannot happen in a sound index: every chunk has units
+            raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} has no sentence units")
+        final = sent_score + scoring.retrieval_weight * hit.score / top_fused
+        scored.append((final, sent_cos, hit.row, span))
+    scored.sort(key=lambda t: -t[0])
+    quotes = []
+    for final, _, row, span in scored[:top_k]:
+        doc_row, start, end = (int(x) for x in gen.chunks[row])
         doc = gen.document(doc_row)
         text = doc.text[start:end]
-        if len(units):
-            local = combined[offset : offset + len(units)]
-            best = int(np.argmax(local))
-            hl = (int(units[best][1]), int(units[best][2]))
-            score, cos = local[best], float(cosines[offset + best])
-        else:  # a chunk without units cannot happen in a sound index; highlight it whole
-            hl, score, cos = (start, end), hit.score, hit.dense
-        offset += len(units)
-        if doc.text[start:end] != text or not (start <= hl[0] < hl[1] <= end):
-            raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} offsets do not match its document")
+        if not (0 <= start < end <= len(doc.text) and start <= span[0] < span[1] <= end):
+            raise IndexCorruptError(f"{gen.dir}: chunk {row} offsets do not fit its document")
         quotes.append(
-            (
-                score,
-                cos,
-                Quote(doc.id, doc.location_at(start), start, end, text, score, hl, doc.location_at(hl[0])),
-            )
+            Quote(doc.id, doc.location_at(start), start, end, text, final, span, doc.location_at(span[0]))
         )
-    quotes.sort(key=lambda t: -t[0])
-    best_cos = quotes[0][1]
-    found = best_cos >= min_score
-    ordered = tuple(q for _, _, q in quotes)
-    if found:
-        return Answer(question, True, ordered[0].highlight_text, ordered, gen.name)
+    best_cos = scored[0][1]
+    if best_cos >= scoring.min_score:
+        return Answer(question, True, quotes[0].highlight_text, tuple(quotes), gen.name)
     return Answer(
         question,
         False,
         "",
-        ordered,
+        tuple(quotes),
         gen.name,
         "The documents do not seem to contain an answer; these are the nearest passages.",
     )

@@ -65,47 +65,73 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def chunk_key(text: str) -> bytes:
-    """16-byte key of a chunk's text: equal keys share one vector."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def chunk_key(text: str, units: list[tuple[int, int]]) -> bytes:
+    """16-byte key of a chunk's text and its units (relative offsets): equal keys share vectors."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+    digest.update(repr(units).encode())
+    return digest.digest()
 
 
-@dataclass
-class _Previous:
-    """What a build may reuse from the live generation."""
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of one document: its span and its units' spans, in document offsets."""
 
-    docs: dict[str, tuple[Document, np.ndarray, np.ndarray]]  # id -> doc, chunks, units
-    vectors: dict[bytes, np.ndarray]
+    start: int
+    end: int
+    units: tuple[tuple[int, int], ...]
+
+    def key(self, text: str) -> bytes:
+        return chunk_key(
+            text[self.start : self.end], [(a - self.start, b - self.start) for a, b in self.units]
+        )
+
+
+# id -> (document, its chunks); key -> (chunk vector, unit vectors)
+_Docs = dict[str, tuple[Document, list[_Chunk]]]
+_Vectors = dict[bytes, tuple[np.ndarray, np.ndarray]]
+
+
+def _chunks_of(text: str, embedder: Embedder, max_tokens: int, overlap: int) -> list[_Chunk]:
+    chunked = chunking.chunk_text(text, embedder.token_starts(text), max_tokens, overlap)
+    units = chunked.units
+    out, first = [], 0
+    for start, end in chunked.chunks:
+        while units[first][0] < start:
+            first += 1  # units are sorted and disjoint; each chunk starts at a unit
+        k = first
+        while k < len(units) and units[k][1] <= end:
+            k += 1
+        out.append(_Chunk(start, end, tuple(units[first:k])))
+    return out
 
 
 def _load_previous(
     root: Path, embedder: Embedder, manifest_chunking: dict[str, Any], full: bool
-) -> tuple[_Previous, list[str]]:
-    empty = _Previous({}, {})
+) -> tuple[_Docs, _Vectors, list[str]]:
     if full:
-        return empty, []
+        return {}, {}, []
     try:
         gen, warnings = store.open_live(root, embedder.fingerprint)
     except IndexNotFoundError:
-        return empty, []
+        return {}, {}, []
     except QAError as exc:  # corrupt or another model: build from scratch
-        return empty, [f"previous index not reused: {exc}"]
+        return {}, {}, [f"previous index not reused: {exc}"]
     try:
         if gen.manifest.get("chunking") != manifest_chunking:
-            return empty, [*warnings, "chunking settings changed: every document is re-chunked"]
-        docs = {}
-        doc_col = gen.chunks[:, 0]
-        unit_col = gen.units[:, 0]
-        for info in gen.documents:
-            c = gen.chunks[doc_col == info.row][:, 1:]
-            u = gen.units[unit_col == info.row][:, 1:]
-            docs[info.id] = (gen.document(info.row), c, u)
-        flat = gen.index.index if hasattr(gen.index, "index") else gen.index
+            return {}, {}, [*warnings, "chunking settings changed: every document is re-chunked"]
         import faiss
 
-        vecs = faiss.downcast_index(flat).reconstruct_n(0, gen.index.ntotal) if gen.index.ntotal else []
-        vectors = {bytes(k): vecs[i] for i, k in enumerate(gen.chunk_keys)}
-        return _Previous(docs, vectors), warnings
+        n = gen.index.ntotal
+        flat = faiss.downcast_index(gen.index.index)  # type: ignore[attr-defined]  # IDMap2 -> FlatIP
+        vecs = flat.reconstruct_n(0, n) if n else np.zeros((0, gen.index.d), np.float32)
+        per_doc: dict[int, list[_Chunk]] = {}
+        vectors: _Vectors = {}
+        for row, (doc_row, start, end) in enumerate(gen.chunks.tolist()):
+            spans, unit_vecs = gen.units_in(row)
+            per_doc.setdefault(doc_row, []).append(_Chunk(start, end, tuple(map(tuple, spans.tolist()))))
+            vectors[bytes(gen.chunk_keys[row])] = (vecs[row], np.asarray(unit_vecs))
+        docs = {info.id: (gen.document(info.row), per_doc.get(info.row, [])) for info in gen.documents}
+        return docs, vectors, warnings
     finally:
         gen.close()
 
@@ -158,11 +184,11 @@ def build_index(
         raise BuildError(f"cannot create index folder {root}: {exc.strerror}") from exc
     with store.build_lock(root):
         store.clean_leftovers(root)
-        prev, warnings = _load_previous(root, embedder, chunking_params, full)
+        prev_docs, prev_vectors, warnings = _load_previous(root, embedder, chunking_params, full)
         timings["scan"] = time.perf_counter() - t0
 
         t = time.perf_counter()
-        docs: list[tuple[Document, np.ndarray, np.ndarray]] = []
+        docs: list[tuple[Document, list[_Chunk]]] = []
         added: list[str] = []
         changed: list[str] = []
         unchanged: list[str] = []
@@ -172,7 +198,7 @@ def build_index(
                 report("parsing", i, len(sources))
                 try:
                     data = read_source(src)
-                    old = prev.docs.get(src.id)
+                    old = prev_docs.get(src.id)
                     if old is not None and old[0].hash == file_hash(data):
                         docs.append(old)
                         unchanged.append(src.id)
@@ -181,53 +207,50 @@ def build_index(
                 except DocumentError as exc:
                     skipped.append(Skipped(src.id, str(exc)))
                     continue
-                chunked = chunking.chunk_text(
-                    doc.text, embedder.token_starts(doc.text), max_tokens, settings.chunk_overlap
-                )
-                docs.append(
-                    (
-                        doc,
-                        np.asarray(chunked.chunks, np.int64).reshape(-1, 2),
-                        np.asarray(chunked.units, np.int64).reshape(-1, 2),
-                    )
-                )
+                docs.append((doc, _chunks_of(doc.text, embedder, max_tokens, settings.chunk_overlap)))
                 (changed if old is not None else added).append(src.id)
                 if doc.note:
                     notes.append(Skipped(doc.id, doc.note))
         report("parsing", len(sources), len(sources))
-        present = {d.id for d, _, _ in docs}
-        removed = sorted(set(prev.docs) - present)
+        present = {d.id for d, _ in docs}
+        removed = sorted(set(prev_docs) - present)
         timings["parse"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        rows, texts, unit_rows = [], [], []
-        for row, (doc, c, u) in enumerate(docs):
-            rows += [(row, int(s), int(e)) for s, e in c]
-            texts += [doc.text[int(s) : int(e)] for s, e in c]
-            unit_rows += [(row, int(s), int(e)) for s, e in u]
-        keys = [chunk_key(t_) for t_ in texts]
-        todo: dict[bytes, str] = {}
-        for k, text in zip(keys, texts, strict=True):
-            if k not in prev.vectors and k not in todo:
-                todo[k] = text
-        fresh = (
-            embedder.encode(list(todo.values()), lambda d, n: report("embedding", d, n))
-            if todo
-            else np.zeros((0, embedder.dimension), np.float32)
-        )
-        known = dict(prev.vectors)
-        known.update(zip(todo.keys(), fresh, strict=True))
-        vectors = (
-            np.vstack([known[k] for k in keys]) if keys else np.zeros((0, embedder.dimension), np.float32)
-        )
+        rows: list[tuple[int, int, int]] = []
+        texts: list[str] = []
+        keys: list[bytes] = []
+        todo: dict[bytes, tuple[str, list[tuple[int, int]]]] = {}
+        unit_ptr: list[int] = [0]
+        unit_spans: list[tuple[int, int]] = []
+        for row, (doc, chunks) in enumerate(docs):
+            for c in chunks:
+                rows.append((row, c.start, c.end))
+                texts.append(doc.text[c.start : c.end])
+                keys.append(c.key(doc.text))
+                unit_spans.extend(c.units)
+                unit_ptr.append(len(unit_spans))
+                if keys[-1] not in prev_vectors and keys[-1] not in todo:
+                    todo[keys[-1]] = (texts[-1], [(a - c.start, b - c.start) for a, b in c.units])
+        known = dict(prev_vectors)
+        if todo:
+            fresh, fresh_units = embedder.encode_chunks(
+                [t_ for t_, _ in todo.values()],
+                [u for _, u in todo.values()],
+                lambda d, n: report("embedding", d, n),
+            )
+            known.update(zip(todo, zip(fresh, fresh_units, strict=True), strict=True))
+        dim = embedder.dimension
+        vectors = np.vstack([known[k][0] for k in keys]) if keys else np.zeros((0, dim), np.float32)
+        unit_vectors = [known[k][1] for k in keys]
+        units = np.asarray(unit_spans, np.int64).reshape(-1, 2)
+        unit_matrix = np.vstack(unit_vectors) if unit_vectors else np.zeros((0, dim), np.float16)
         report("embedding", len(todo), len(todo))
         timings["embed"] = time.perf_counter() - t
 
         t = time.perf_counter()
         report("writing", 0, 1)
         bm25 = build_bm25(texts)
-        units = np.asarray(unit_rows, np.int64).reshape(-1, 3)
-        units = units[np.lexsort((units[:, 1], units[:, 0]))]
         manifest = {
             "qa_version": __version__,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -254,17 +277,19 @@ def build_index(
                     "chunks": len(c),
                     "note": d.note,
                 }
-                for d, c, _ in docs
+                for d, c in docs
             ],
             "skipped": [{"id": s.id, "reason": s.reason} for s in skipped],
         }
         try:
             name = store.write_generation(
                 root,
-                [d for d, _, _ in docs],
+                [d for d, _ in docs],
                 np.asarray(rows, np.int64).reshape(-1, 3),
                 np.asarray(keys, dtype="S16") if keys else np.zeros(0, "S16"),
+                np.asarray(unit_ptr, np.int64),
                 units,
+                unit_matrix,
                 vectors,
                 bm25,
                 manifest,

