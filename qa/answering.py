@@ -83,10 +83,33 @@ class Answer:
         }
 
 
-def _overlap(query_terms: set[str], sentence_terms: Sequence[str]) -> float:
-    if not query_terms:
+def idf_weights(gen: Generation) -> dict[str, float]:
+    """BM25 inverse document frequency of every indexed term (cached on the generation)."""
+    cached = getattr(gen, "_idf", None)
+    if cached is None:
+        n = max(len(gen.chunks), 1)
+        df = np.diff(np.asarray(gen.bm25.scores["indptr"]))
+        idf = np.log1p((n - df + 0.5) / (df + 0.5))
+        cached = {t: float(idf[i]) for t, i in gen.bm25.vocab_dict.items() if i < len(idf)}
+        gen._idf = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def weighted_overlap(
+    query_terms: Sequence[str], sentence_terms: Sequence[str], idf: dict[str, float]
+) -> float:
+    """IDF-weighted share of the question's terms found in a sentence (0..1).
+
+    Example: question terms {openai: 2.0, partner: 1.0, hardwar: 1.0}; a sentence with
+    "openai" and "hardware" scores (2.0 + 1.0) / 4.0 = 0.75. Unknown terms weigh the most.
+    """
+    terms = set(query_terms)
+    if not terms:
         return 0.0
-    return len(query_terms.intersection(sentence_terms)) / len(query_terms)
+    top = max(idf.values(), default=1.0)
+    weights = {t: idf.get(t, top) for t in terms}
+    present = terms.intersection(sentence_terms)
+    return sum(weights[t] for t in present) / (sum(weights.values()) or 1.0)
 
 
 @dataclass(frozen=True)
@@ -110,7 +133,8 @@ def answer(
             " (the index is empty)." if len(gen.chunks) == 0 else "."
         )
         return Answer(question, False, "", (), gen.name, msg)
-    q_terms = set(tokenize([question])[0])
+    q_terms = tokenize([question])[0]
+    idf = idf_weights(gen)
     top_fused = max(h.score for h in chosen) or 1.0
     scored: list[tuple[float, float, int, tuple[int, int]]] = []
     for hit in chosen:
@@ -121,7 +145,8 @@ def answer(
             cos = (vecs.astype(np.float32) @ query_vec.reshape(-1)).tolist()
             terms = tokenize([text[a:b] for a, b in spans.tolist()])
             combined = [
-                c + scoring.lexical_weight * _overlap(q_terms, t) for c, t in zip(cos, terms, strict=True)
+                c + scoring.lexical_weight * weighted_overlap(q_terms, t, idf)
+                for c, t in zip(cos, terms, strict=True)
             ]
             best = int(np.argmax(combined))
             span = (int(spans[best][0]), int(spans[best][1]))

@@ -39,7 +39,7 @@ def test_default_model_loads_offline() -> None:
 def test_pooled_unit_vectors_match_their_chunk() -> None:
     emb = get_embedder()
     text = "Zebras live in Africa. Penguins live in Antarctica and eat fish."
-    chunk, units = emb.encode_chunks([text], [[(0, 22), (23, len(text))]])
+    _chunk, units = emb.encode_chunks([text], [[(0, 22), (23, len(text))]])
     assert units[0].shape == (2, 384)
     penguin_q = emb.encode(["Where do penguins live?"])[0]
     assert units[0][1] @ penguin_q > units[0][0] @ penguin_q
