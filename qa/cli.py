@@ -156,6 +156,71 @@ def ask_cmd(
         click.echo("  > " + q.text[:a] + click.style(q.text[a:b], bold=True, underline=True) + q.text[b:])
 
 
+@main.group("eval")
+def eval_group() -> None:
+    """Measure retrieval and answer quality on SQuAD- or BEIR-format data."""
+
+
+_WORK_OPT = click.option(
+    "--index-dir", "work", type=click.Path(path_type=Path), default=None,
+    help="Folder for the evaluation corpus and index (default .eval-cache/<name>); re-runs reuse it.",
+)
+
+
+def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
+    text = json.dumps(result, indent=1)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    if as_json:
+        click.echo(text)
+        return
+    for key, value in result.items():
+        if isinstance(value, dict):
+            click.echo(f"{key:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in value.items()))
+        elif isinstance(value, float):
+            click.echo(f"{key:28s} {value:.4f}")
+        else:
+            click.echo(f"{key:28s} {value}")
+
+
+@eval_group.command("squad")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_WORK_OPT
+@click.option("--limit", type=click.IntRange(1), default=None, help="Ask only the first N questions.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
+@_edge
+def eval_squad_cmd(file: Path, work: Path | None, limit: int | None, as_json: bool, out: Path | None) -> None:
+    """Index every paragraph of a SQuAD v1.1/v2.0 FILE and ask all its questions."""
+    from qa import evaluation
+
+    settings = _settings()
+    docs, questions = evaluation.load_squad(file)
+    index = evaluation.prepare_index(docs, work or Path(".eval-cache") / file.stem, settings, None,
+                                     _bar_progress())
+    result = evaluation.eval_squad(questions[:limit], index, _bar_progress())
+    _emit({"file": str(file), **result}, as_json, out)
+
+
+@eval_group.command("beir")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_WORK_OPT
+@click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
+@_edge
+def eval_beir_cmd(folder: Path, work: Path | None, split: str, as_json: bool, out: Path | None) -> None:
+    """Index a BEIR FOLDER (corpus.jsonl, queries.jsonl, qrels/) and score its queries."""
+    from qa import evaluation
+
+    settings = _settings()
+    docs, queries, qrels = evaluation.load_beir(folder, split)
+    name = folder.name if folder.name != "beir" else folder.parent.name
+    index = evaluation.prepare_index(docs, work or Path(".eval-cache") / name, settings, None, _bar_progress())
+    result = evaluation.eval_beir(queries, qrels, index, _bar_progress())
+    _emit({"folder": str(folder), "split": split, **result}, as_json, out)
+
+
 @main.command("info")
 @_INDEX_OPT
 @_MODEL_OPT

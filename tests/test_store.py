@@ -81,7 +81,7 @@ def test_all_generations_broken(settings: qa.Settings, fake: FakeEmbedder) -> No
     first, second = two_generations(settings, fake)
     for gen in (first, second):
         _damage(settings.index / gen / "chunks.npy", "half")
-    with pytest.raises(IndexCorruptError, match="chunks.npy"):
+    with pytest.raises(IndexCorruptError, match=r"chunks\.npy"):
         qa.Index.load(settings.index, settings, embedder=fake)
 
 

@@ -1,0 +1,143 @@
+"""`qa eval` metrics on tiny SQuAD/BEIR files, and the CLI's error handling (fake embedder)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from qa import evaluation
+from qa.cli import main
+from qa.settings import Settings
+from tests.conftest import FakeEmbedder
+
+PARAS = [
+    (
+        "Zebras live on the African savanna. Their stripes confuse biting flies.",
+        "What confuses biting flies?",
+        "stripes",
+    ),
+    (
+        "Penguins breed in Antarctica. Emperor penguins huddle to stay warm in winter.",
+        "How do emperor penguins stay warm?",
+        "huddle",
+    ),
+    (
+        "The Rhine flows from the Swiss Alps to the North Sea through Germany.",
+        "Where does the Rhine end?",
+        "North Sea",
+    ),
+]
+
+
+def squad_file(tmp_path: Path, v2: bool) -> Path:
+    paragraphs = []
+    for i, (ctx, q, a) in enumerate(PARAS):
+        qas = [{"id": f"q{i}", "question": q, "answers": [{"text": a, "answer_start": ctx.index(a)}]}]
+        if v2:
+            qas.append(
+                {
+                    "id": f"u{i}",
+                    "question": "What is the price of tea in Ulaanbaatar markets?",
+                    "answers": [],
+                    "is_impossible": True,
+                }
+            )
+        paragraphs.append({"context": ctx, "qas": qas})
+    path = tmp_path / "squad.json"
+    path.write_text(
+        json.dumps({"version": "2.0" if v2 else "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]})
+    )
+    return path
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_eval_squad_metrics(tmp_path: Path, fake: FakeEmbedder, v2: bool) -> None:
+    docs, questions = evaluation.load_squad(squad_file(tmp_path, v2))
+    assert len(docs) == 3 and len(questions) == (6 if v2 else 3)
+    settings = Settings(min_score=0.3)
+    index = evaluation.prepare_index(docs, tmp_path / "work", settings, fake)
+    result = evaluation.eval_squad(questions, index)
+    assert result["quote_fidelity"] == 1.0
+    assert result["passage_recall"]["@1"] == 1.0 and result["mrr@20"] == 1.0
+    assert result["answer_sentence_accuracy"]["@1"] == 1.0
+    if v2:
+        assert result["refused_unanswerable"] == 1.0
+    else:
+        assert "refused_unanswerable" not in result
+    # a re-run reuses the built index: nothing is embedded again
+    fake.encoded.clear()
+    evaluation.prepare_index(docs, tmp_path / "work", settings, fake)
+    assert fake.encoded == []
+
+
+def test_eval_beir_metrics(tmp_path: Path, fake: FakeEmbedder) -> None:
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    with open(folder / "corpus.jsonl", "w") as fh:
+        for i, (ctx, _, _) in enumerate(PARAS):
+            fh.write(json.dumps({"_id": f"d{i}", "title": "", "text": ctx}) + "\n")
+    with open(folder / "queries.jsonl", "w") as fh:
+        for i, (_, q, _) in enumerate(PARAS):
+            fh.write(json.dumps({"_id": f"q{i}", "text": q}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(3))
+    )
+    docs, queries, qrels = evaluation.load_beir(folder)
+    index = evaluation.prepare_index(docs, tmp_path / "work", Settings(), fake)
+    result = evaluation.eval_beir(queries, qrels, index)
+    assert result == {"queries": 3, "ndcg@10": 1.0, "recall@100": 1.0, "mrr@10": 1.0}
+
+
+def test_bad_eval_inputs_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(evaluation.ConfigError, match="bad.json"):
+        evaluation.load_squad(bad)
+    with pytest.raises(evaluation.ConfigError, match="corpus.jsonl"):
+        evaluation.load_beir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["ask", "--index", "{tmp}/missing", "hello?"], "error: no index at"),
+        (["index", "--corpus", "{tmp}/nope", "--index", "{tmp}/idx"], "error: corpus folder"),
+        (["info", "--index", "{tmp}/missing"], "error: no index at"),
+    ],
+)
+def test_cli_errors_are_one_line(
+    tmp_path: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("qa.embedding.get_embedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr("qa.building.get_embedder", lambda *a, **k: FakeEmbedder())
+    monkeypatch.setattr("qa.index.get_embedder", lambda *a, **k: FakeEmbedder())
+    result = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_index_ask_info(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeEmbedder()
+    for target in ("qa.embedding.get_embedder", "qa.building.get_embedder", "qa.index.get_embedder"):
+        monkeypatch.setattr(target, lambda *a, **k: fake)
+    runner = CliRunner()
+    idx = str(tmp_path / "idx")
+    out = runner.invoke(main, ["index", "--corpus", str(corpus), "--index", idx])
+    assert out.exit_code == 0, out.output
+    assert "1 added" in out.output and "embedded" in out.output
+    out = runner.invoke(main, ["ask", "--index", idx, "--json", "--k", "2", "OpenAI Foxconn partnership"])
+    data = json.loads(out.output)
+    assert len(data["quotes"]) == 2 and "Foxconn" in data["quotes"][0]["text"]
+    out = runner.invoke(main, ["info", "--index", idx])
+    assert (
+        out.exit_code == 0
+        and "fake-bow-1024" in out.output
+        and "openai-foxconn-ai-hardware.txt" in out.output
+    )
+    out = runner.invoke(main, ["ask", "--index", idx, "   "])
+    assert out.exit_code == 1 and out.output.startswith("error: the question is empty")
