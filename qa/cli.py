@@ -162,7 +162,10 @@ def eval_group() -> None:
 
 
 _WORK_OPT = click.option(
-    "--index-dir", "work", type=click.Path(path_type=Path), default=None,
+    "--index-dir",
+    "work",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Folder for the evaluation corpus and index (default .eval-cache/<name>); re-runs reuse it.",
 )
 
@@ -196,8 +199,9 @@ def eval_squad_cmd(file: Path, work: Path | None, limit: int | None, as_json: bo
 
     settings = _settings()
     docs, questions = evaluation.load_squad(file)
-    index = evaluation.prepare_index(docs, work or Path(".eval-cache") / file.stem, settings, None,
-                                     _bar_progress())
+    index = evaluation.prepare_index(
+        docs, work or Path(".eval-cache") / file.stem, settings, None, _bar_progress()
+    )
     result = evaluation.eval_squad(questions[:limit], index, _bar_progress())
     _emit({"file": str(file), **result}, as_json, out)
 
@@ -216,7 +220,9 @@ def eval_beir_cmd(folder: Path, work: Path | None, split: str, as_json: bool, ou
     settings = _settings()
     docs, queries, qrels = evaluation.load_beir(folder, split)
     name = folder.name if folder.name != "beir" else folder.parent.name
-    index = evaluation.prepare_index(docs, work or Path(".eval-cache") / name, settings, None, _bar_progress())
+    index = evaluation.prepare_index(
+        docs, work or Path(".eval-cache") / name, settings, None, _bar_progress()
+    )
     result = evaluation.eval_beir(queries, qrels, index, _bar_progress())
     _emit({"folder": str(folder), "split": split, **result}, as_json, out)
 

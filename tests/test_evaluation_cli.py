@@ -94,9 +94,9 @@ def test_eval_beir_metrics(tmp_path: Path, fake: FakeEmbedder) -> None:
 def test_bad_eval_inputs_named(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    with pytest.raises(evaluation.ConfigError, match="bad.json"):
+    with pytest.raises(evaluation.ConfigError, match=r"bad\.json"):
         evaluation.load_squad(bad)
-    with pytest.raises(evaluation.ConfigError, match="corpus.jsonl"):
+    with pytest.raises(evaluation.ConfigError, match=r"corpus\.jsonl"):
         evaluation.load_beir(tmp_path)
 
 
