@@ -210,10 +210,18 @@ def eval_squad_cmd(file: Path, work: Path | None, limit: int | None, as_json: bo
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_WORK_OPT
 @click.option("--split", default="test", show_default=True, help="qrels/<split>.tsv to score.")
+@click.option(
+    "--rationales",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="SciFact sentences folder (claims_dev.jsonl, corpus_sentences.jsonl): also score highlights.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
 @_edge
-def eval_beir_cmd(folder: Path, work: Path | None, split: str, as_json: bool, out: Path | None) -> None:
+def eval_beir_cmd(
+    folder: Path, work: Path | None, split: str, rationales: Path | None, as_json: bool, out: Path | None
+) -> None:
     """Index a BEIR FOLDER (corpus.jsonl, queries.jsonl, qrels/) and score its queries."""
     from qa import evaluation
 
@@ -224,6 +232,10 @@ def eval_beir_cmd(folder: Path, work: Path | None, split: str, as_json: bool, ou
         docs, work or Path(".eval-cache") / name, settings, None, _bar_progress()
     )
     result = evaluation.eval_beir(queries, qrels, index, _bar_progress())
+    if rationales is not None:
+        result["rationales"] = evaluation.eval_rationales(
+            rationales / "claims_dev.jsonl", rationales / "corpus_sentences.jsonl", index, _bar_progress()
+        )
     _emit({"folder": str(folder), "split": split, **result}, as_json, out)
 
 

@@ -9,6 +9,8 @@ SQuAD: every paragraph becomes one document; each question is asked through ``In
   refusal rates     = (v2.0 files) share of unanswerable questions answered "not found", and
                       share of answerable ones wrongly refused.
 BEIR: documents are ranked by their best quote; nDCG@10, recall@100 and MRR@10 on qrels/test.
+SciFact rationales: for claims whose gold document is ranked first, the share whose highlighted
+  sentence overlaps a gold rationale sentence.
 
 The documents are written as files under ``work/corpus`` and indexed in ``work/index`` with the
 normal incremental build, so a re-run on the same file reuses the index.
@@ -210,3 +212,57 @@ def eval_beir(
         progress("asking", len(ids), len(ids))
     n = max(len(ids), 1)
     return {"queries": len(ids), "ndcg@10": ndcg / n, "recall@100": recall / n, "mrr@10": mrr / n}
+
+
+def eval_rationales(
+    claims_path: Path, sentences_path: Path, index: Index, progress: Progress | None = None
+) -> dict[str, Any]:
+    """SciFact: is the highlighted sentence a gold rationale sentence?
+
+    Counted over claims with evidence whose top quote comes from a gold evidence document; a
+    hit is a highlight overlapping (in the document text) a sentence listed as rationale.
+    """
+    try:
+        sentences = {}
+        for line in sentences_path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            sentences[str(row["doc_id"])] = row["abstract"]
+        claims = [json.loads(line) for line in claims_path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"{claims_path} / {sentences_path}: not SciFact claims/sentences files: {exc}"
+        ) from exc
+    claims = [c for c in claims if c.get("evidence")]
+    first = hits = 0
+    for i, claim in enumerate(claims):
+        if progress:
+            progress("rationales", i, len(claims))
+        answer = index.ask(claim["claim"], k=1)
+        if not answer.quotes:
+            continue
+        quote = answer.quotes[0]
+        doc = quote.doc.removesuffix(".txt")
+        if doc not in claim["evidence"]:
+            continue
+        first += 1
+        gold = {i for ev in claim["evidence"][doc] for i in ev["sentences"]}
+        text = index.generation.document(
+            next(d.row for d in index.generation.documents if d.id == quote.doc)
+        ).text
+        a, b = quote.highlight
+        pos = 0
+        for k, sentence in enumerate(sentences.get(doc, [])):
+            found = text.find(sentence, pos)
+            if found < 0:
+                continue
+            pos = found + len(sentence)
+            if k in gold and found < b and a < found + len(sentence):
+                hits += 1
+                break
+    if progress:
+        progress("rationales", len(claims), len(claims))
+    return {
+        "claims_with_evidence": len(claims),
+        "gold_document_first": first,
+        "highlight_is_rationale": hits / first if first else 0.0,
+    }

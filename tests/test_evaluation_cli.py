@@ -141,3 +141,35 @@ def test_cli_index_ask_info(tmp_path: Path, corpus: Path, monkeypatch: pytest.Mo
     )
     out = runner.invoke(main, ["ask", "--index", idx, "   "])
     assert out.exit_code == 1 and out.output.startswith("error: the question is empty")
+
+
+def test_eval_rationales(tmp_path: Path, fake: FakeEmbedder) -> None:
+    sentences = [
+        ["Zebras live on the African savanna.", "Their stripes confuse biting flies."],
+        ["Penguins breed in Antarctica.", "Emperor penguins huddle to stay warm."],
+    ]
+    docs = {f"d{i}": " ".join(s) for i, s in enumerate(sentences)}
+    (tmp_path / "corpus_sentences.jsonl").write_text(
+        "".join(json.dumps({"doc_id": f"d{i}", "abstract": s}) + "\n" for i, s in enumerate(sentences))
+    )
+    claims = [
+        {
+            "id": 1,
+            "claim": "Stripes confuse biting flies.",
+            "evidence": {"d0": [{"sentences": [1], "label": "S"}]},
+        },
+        {
+            "id": 2,
+            "claim": "Emperor penguins huddle to stay warm.",
+            "evidence": {"d1": [{"sentences": [0], "label": "S"}]},
+        },
+        {"id": 3, "claim": "Nothing here.", "evidence": {}},
+    ]
+    (tmp_path / "claims_dev.jsonl").write_text("".join(json.dumps(c) + "\n" for c in claims))
+    index = evaluation.prepare_index(docs, tmp_path / "work", Settings(), fake)
+    result = evaluation.eval_rationales(
+        tmp_path / "claims_dev.jsonl", tmp_path / "corpus_sentences.jsonl", index
+    )
+    # claim 1 highlights its rationale sentence; claim 2's rationale is listed as sentence 0 (not the
+    # highlighted one), so it counts as a miss: 1 of 2.
+    assert result == {"claims_with_evidence": 2, "gold_document_first": 2, "highlight_is_rationale": 0.5}
