@@ -25,6 +25,8 @@ Span = tuple[int, int]
 # A line that starts a new block even without a blank line before it: Markdown headings,
 # list items, quotes and table rows.
 _BLOCK_START = re.compile(r"[ \t]*(?:#{1,6}\s|[-*+]\s|\d{1,3}[.)]\s|>|\|)")
+# A Markdown ATX heading line: the block always ends after it, however long it is.
+_HEADING = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
 _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
 
 
@@ -56,6 +58,7 @@ def _blocks(text: str) -> list[Span]:
         breaks = (
             not stripped_prev
             or _BLOCK_START.match(line) is not None
+            or _HEADING.match(prev_line) is not None
             or (len(stripped_prev) < 60 and not stripped_prev.endswith(_TERMINAL))
         )
         if pos > start and breaks:
@@ -84,7 +87,7 @@ def split_sentences(text: str) -> list[Span]:
         try:
             _, offsets = blingfire.text_to_sentences_and_offsets(block)
             cuts = {s for s, _ in offsets if 0 < s < len(block)}
-        except (UnicodeError, ValueError):  # unencodable text: keep the block as one sentence
+        except Exception:  # unencodable text, or blingfire's own assertions: one sentence
             cuts = set()
         bounds = [0, *sorted(cuts), len(block)]
         for a, b in itertools.pairwise(bounds):
@@ -94,6 +97,34 @@ def split_sentences(text: str) -> list[Span]:
     return spans
 
 
+def _count(token_starts: np.ndarray, start: int, end: int) -> int:
+    """Tokens starting in [start, end)."""
+    lo, hi = np.searchsorted(token_starts, [start, end])
+    return int(hi - lo)
+
+
+def _cut(text: str, token_starts: np.ndarray, start: int, end: int, max_tokens: int) -> int:
+    """Where to end a piece of [start, end) that must hold at most ``max_tokens`` tokens.
+
+    Called only when [start, end) holds more. The piece ends at a token start; the latest one
+    that follows whitespace is preferred when the piece keeps at least half of
+    ``max_tokens``, so pieces end between words rather than inside one.
+    """
+    lo = int(np.searchsorted(token_starts, start))
+    # Tokens i < lo + max_tokens fit; tokens sharing the offset of token lo + max_tokens all
+    # start at the cut, so they go to the next piece together.
+    for k in range(lo + max_tokens, lo + max(1, max_tokens // 2) - 1, -1):
+        pos = int(token_starts[k])
+        if pos > start and text[pos - 1].isspace():
+            return pos
+    limit = int(token_starts[lo + max_tokens])
+    if limit > start:
+        return limit
+    # More than max_tokens tokens start at ``start`` itself: they cannot be separated.
+    nxt = int(np.searchsorted(token_starts, start, side="right"))
+    return int(token_starts[nxt]) if nxt < len(token_starts) and token_starts[nxt] < end else end
+
+
 def _units(
     text: str, sentences: list[Span], token_starts: np.ndarray, max_tokens: int
 ) -> tuple[list[Span], list[int]]:
@@ -101,20 +132,17 @@ def _units(
     units: list[Span] = []
     counts: list[int] = []
     for s, e in sentences:
-        lo, hi = np.searchsorted(token_starts, [s, e])
-        n = int(hi - lo)
-        if n <= max_tokens:
-            units.append((s, e))
-            counts.append(n)
-            continue
-        cut_points = [int(token_starts[i]) for i in range(lo + max_tokens, hi, max_tokens)]
-        bounds = [s, *cut_points, e]
-        for a, b in itertools.pairwise(bounds):
-            span = _strip(text, a, b)
+        pos = s
+        while pos < e:
+            if _count(token_starts, pos, e) <= max_tokens:
+                cut = e
+            else:
+                cut = _cut(text, token_starts, pos, e, max_tokens)
+            span = _strip(text, pos, cut)
             if span:
                 units.append(span)
-                x, y = np.searchsorted(token_starts, [span[0], span[1]])
-                counts.append(int(y - x))
+                counts.append(_count(token_starts, *span))
+            pos = cut
     return units, counts
 
 
@@ -145,5 +173,9 @@ def chunk_text(text: str, token_starts: np.ndarray, max_tokens: int, overlap: in
         tokens.append(total)
         if j >= len(units):
             break
-        i = max(i + 1, j - overlap)  # always advance, even when overlap >= units in chunk
+        # Repeat up to ``overlap`` units, but never so many that unit j no longer fits: every
+        # chunk must bring a new unit, or it would be a sub-span of the previous one.
+        i = max(i + 1, j - overlap)
+        while i < j and sum(counts[i : j + 1]) > max_tokens:
+            i += 1
     return Chunked(chunks=chunks, units=units, tokens=tokens)

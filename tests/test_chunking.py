@@ -1,0 +1,200 @@
+"""Chunking: property tests of the span invariants over arbitrary text, plus sentence examples.
+
+Token counts come from the fake embedder's ``token_starts`` (words and punctuation marks), so
+"tokens in a span" is the number of token starts inside it.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from qa.chunking import Chunked, chunk_text, split_sentences
+from tests.conftest import FakeEmbedder
+
+FAKE = FakeEmbedder()
+
+# Pieces that stress sentence splitting and token counting, joined in random order.
+_FRAGMENTS = [
+    "",
+    " ",
+    "\n",
+    "\n\n\n",
+    "\t",
+    "The cat sat on the mat. ",
+    "Dr. Smith went to Washington D.C. on Jan. 5. ",
+    "Is it? Yes! ",
+    "😀🎉 emoji 👩‍👩‍👧 family ",
+    "日本語の文です。二番目の文です。",
+    "中文句子，没有空格。",
+    "مرحبا بالعالم. هذه جملة ثانية. ",
+    "नमस्ते दुनिया। यह दूसरा वाक्य है। ",
+    "e\u0301 a\u0300\u0301 combining marks n\u0303o ",
+    "# Heading\n",
+    "## A much longer heading line that keeps going well beyond sixty characters\n",
+    "- list item\n",
+    "| a | b |\n",
+    " ".join(["word"] * 120),
+    "x" * 300,
+    "\u2028line separator\u2029para sep\x0bvt\x0cff\x85nel\x1crs ",
+]
+texts = st.one_of(
+    st.text(max_size=400),
+    st.lists(
+        st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=40)),
+        max_size=25,
+    ).map("".join),
+)
+params = st.tuples(st.sampled_from([1, 2, 3, 7, 16, 50]), st.sampled_from([0, 1, 2, 3]))
+
+
+def _count(starts: np.ndarray, a: int, b: int) -> int:
+    lo, hi = np.searchsorted(starts, [a, b])
+    return int(hi - lo)
+
+
+def check_invariants(text: str, starts: np.ndarray, max_tokens: int, overlap: int, out: Chunked) -> None:
+    """Invariants (a)-(e) of the brief; raises AssertionError naming the broken one."""
+    chunks, units = out.chunks, out.units
+    # (a) valid, non-empty spans, trimmed of whitespace at both ends
+    for s, e in chunks + units:
+        assert 0 <= s < e <= len(text), ("span out of range", s, e)
+        assert not text[s].isspace() and not text[e - 1].isspace(), ("untrimmed span", text[s:e])
+    # (b) coverage of every non-whitespace character
+    covered = np.zeros(len(text) + 1, dtype=np.int64)
+    for s, e in chunks:
+        covered[s] += 1
+        covered[e] -= 1
+    inside = np.cumsum(covered)[: len(text)] > 0
+    missing = [i for i, ch in enumerate(text) if not ch.isspace() and not inside[i]]
+    assert not missing, ("uncovered characters", [text[i] for i in missing[:10]])
+    # (c) units sorted, disjoint, each inside a chunk
+    for (s1, e1), (s2, e2) in itertools.pairwise(units):
+        assert e1 <= s2, ("units overlap or are unsorted", (s1, e1), (s2, e2))
+    for u in units:
+        assert any(s <= u[0] and u[1] <= e for s, e in chunks), ("unit outside every chunk", u)
+    # (d) token budget, and the reported counts are the real counts
+    assert len(out.tokens) == len(chunks)
+    for (s, e), n in zip(chunks, out.tokens, strict=True):
+        assert _count(starts, s, e) == n, ("token count misreported", s, e)
+        assert n <= max_tokens, ("chunk over max_tokens", n, max_tokens, text[s:e])
+    # (e) order, strict progress, overlap of at most ``overlap`` units
+    for (s1, e1), (s2, e2) in itertools.pairwise(chunks):
+        assert s1 < s2 and e1 < e2, ("no strict progress", (s1, e1), (s2, e2))
+        shared = sum(1 for a, b in units if s2 <= a and b <= e1)
+        assert shared <= overlap, ("overlap too large", shared, overlap)
+    # chunks are whole units: every chunk starts at a unit start and ends at a unit end
+    starts_u = {a for a, _ in units}
+    ends_u = {b for _, b in units}
+    assert all(s in starts_u and e in ends_u for s, e in chunks)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts, p=params)
+@example(text="", p=(16, 1))
+@example(text=" \n\t \u3000 ", p=(16, 1))
+@example(text="a", p=(1, 3))
+def test_chunk_invariants(text: str, p: tuple[int, int]) -> None:
+    max_tokens, overlap = p
+    starts = FAKE.token_starts(text)
+    check_invariants(text, starts, max_tokens, overlap, chunk_text(text, starts, max_tokens, overlap))
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=texts, p=params)
+def test_chunk_invariants_with_duplicate_token_starts(text: str, p: tuple[int, int]) -> None:
+    """Real tokenizers can give several tokens one start offset; counts must still hold."""
+    max_tokens, overlap = p
+    max_tokens = max(2, max_tokens)
+    starts = np.repeat(FAKE.token_starts(text), 2)
+    check_invariants(text, starts, max_tokens, overlap, chunk_text(text, starts, max_tokens, overlap))
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=texts)
+def test_sentences_cover_and_are_trimmed(text: str) -> None:
+    spans = split_sentences(text)
+    covered = set()
+    for (_, e1), (s2, _) in itertools.pairwise(spans):
+        assert e1 <= s2
+    for s, e in spans:
+        assert 0 <= s < e <= len(text)
+        assert not text[s].isspace() and not text[e - 1].isspace()
+        covered.update(range(s, e))
+    assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+def _sentences(text: str) -> list[str]:
+    return [text[s:e] for s, e in split_sentences(text)]
+
+
+def test_abbreviations_do_not_split() -> None:
+    text = "Dr. Smith went to Washington D.C. on Jan. 5. He said hi."
+    assert _sentences(text) == ["Dr. Smith went to Washington D.C. on Jan. 5.", "He said hi."]
+
+
+def test_markdown_headings_are_their_own_sentence() -> None:
+    long_heading = "## A heading that is long enough to pass the sixty character rule easily"
+    text = f"# Title\nFirst sentence here. Second one.\n{long_heading}\nBody text follows."
+    got = _sentences(text)
+    assert got[0] == "# Title"
+    assert long_heading in got
+    assert got[-1] == "Body text follows."
+
+
+def test_non_latin_sentences() -> None:
+    assert _sentences("日本語の文です。二番目の文です。") == ["日本語の文です。", "二番目の文です。"]
+    assert len(_sentences("Ça va? Très bien. Ünïcödé text here!")) == 3
+
+
+def test_long_unpunctuated_sentence_is_cut_between_words() -> None:
+    words = [f"w{i}" for i in range(1000)]
+    text = " ".join(words)
+    starts = FAKE.token_starts(text)
+    out = chunk_text(text, starts, 50, 1)
+    check_invariants(text, starts, 50, 1, out)
+    assert len(out.units) >= 20
+    for s, e in out.units:
+        assert _count(starts, s, e) <= 50
+        assert s == 0 or text[s - 1] == " ", "a piece starts inside a word"
+    assert " ".join(text[s:e] for s, e in out.units) == text
+
+
+def test_overlap_never_makes_a_chunk_inside_the_previous_one() -> None:
+    """Sentences of 5, 12 and 15 tokens, budget 20, overlap 1: the second sentence cannot be
+    repeated before the third (12 + 15 > 20), so no chunk may be a sub-span of the previous."""
+    s1 = "One two three four."  # 5 tokens
+    s2 = "Alpha " + " ".join(["alpha"] * 10) + "."  # 12
+    s3 = "Beta " + " ".join(["beta"] * 13) + "."  # 15
+    text = f"{s1} {s2} {s3}"
+    starts = FAKE.token_starts(text)
+    out = chunk_text(text, starts, 20, 1)
+    assert [text[s:e] for s, e in out.chunks] == [f"{s1} {s2}", s3]
+    check_invariants(text, starts, 20, 1, out)
+
+
+def test_docstring_example_overlap() -> None:
+    """The worked example in chunking's docstring: 90, 80, 70, 60 tokens, budget 200."""
+    sentences = ["W " + " ".join(["w"] * (n - 2)) + "." for n in (90, 80, 70, 60)]
+    text = " ".join(sentences)
+    starts = FAKE.token_starts(text)
+    out = chunk_text(text, starts, 200, 1)
+    assert out.tokens == [170, 150, 130]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_max_tokens_must_be_positive(bad: int) -> None:
+    with pytest.raises(ValueError, match="max_tokens"):
+        chunk_text("Some text.", FAKE.token_starts("Some text."), bad, 0)
+
+
+def test_chunk_text_matches_on_many_newlines() -> None:
+    text = "\n" * 50 + "Alone." + "\n" * 50 + "Another line." + "\n" * 3
+    starts = FAKE.token_starts(text)
+    out = chunk_text(text, starts, 16, 1)
+    check_invariants(text, starts, 16, 1, out)
+    assert [text[s:e] for s, e in out.units] == ["Alone.", "Another line."]
