@@ -118,7 +118,7 @@ def test_chunk_invariants_with_duplicate_token_starts(text: str, p: tuple[int, i
 @given(text=texts)
 def test_sentences_cover_and_are_trimmed(text: str) -> None:
     spans = split_sentences(text)
-    covered = set()
+    covered: set[int] = set()
     for (_, e1), (s2, _) in itertools.pairwise(spans):
         assert e1 <= s2
     for s, e in spans:
