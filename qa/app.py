@@ -250,13 +250,11 @@ class DocRow:
 
 def render_documents(rows: Sequence[DocRow], info: str = "") -> str:
     """The documents table (every cell escaped)."""
+    top = f'<div class="qa-docs"><p class="qa-docs-info">{esc(info)}</p>' if info else '<div class="qa-docs">'
     if not rows:
-        return (
-            f'<div class="qa-docs"><p class="qa-docs-info">{esc(info)}</p>'
-            "<p>The corpus folder is empty: add documents below, then rebuild the index.</p></div>"
-        )
+        return top + "<p>The corpus folder is empty: add documents below, then rebuild the index.</p></div>"
     out = [
-        f'<div class="qa-docs"><p class="qa-docs-info">{esc(info)}</p><table class="qa-doc-table">',
+        top + '<table class="qa-doc-table">',
         "<thead><tr><th>Document</th><th>Format</th><th>Size</th><th>Chunks</th><th>Status</th></tr></thead>",
         "<tbody>",
     ]
@@ -716,7 +714,7 @@ def build_ui(service: QAService) -> gr.Blocks:
 
     def refresh_docs() -> tuple[Any, ...]:
         return (
-            render_documents(service.documents(), service.info()),
+            render_documents(service.documents()),
             gr.update(choices=service.corpus_files(), value=None),
             esc(service.info()),
         )
@@ -844,7 +842,7 @@ def build_ui(service: QAService) -> gr.Blocks:
                     )
             with gr.Tab("Documents", id="documents"):
                 docs_table = gr.HTML(
-                    render_documents(service.documents(), service.info()),
+                    render_documents(service.documents()),
                     js_on_load=None,
                     css_template=_DOCS_CSS,
                     elem_id="qa-docs",

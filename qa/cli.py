@@ -283,5 +283,57 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
         click.echo(f"  skipped {s['id']}: {s['reason']}")
 
 
+@main.command("serve")
+@_INDEX_OPT
+@_CORPUS_OPT
+@_MODEL_OPT
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback only by default)."
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port to listen on."
+)
+@_edge
+def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host: str, port: int) -> None:
+    """Serve the chat UI at http://HOST:PORT; builds the index first if there is none."""
+    import time
+
+    from qa import store
+    from qa.building import build_index
+    from qa.embedding import get_embedder
+
+    settings = _settings(index=index, corpus=corpus, model=model)
+    embedder = get_embedder(settings.model, settings.threads, settings.batch_size)
+    if not store.generation_names(settings.index):
+        click.echo(f"No index at {settings.index}: building one from {settings.corpus} ...", err=True)
+        last: dict[str, float] = {}
+
+        def lines(stage: str, done: int, total: int) -> None:  # visible without a terminal too
+            now = time.monotonic()
+            if done >= total or now - last.get(stage, 0.0) >= 2.0:
+                last[stage] = now
+                click.echo(f"  {stage} {done}/{total}", err=True)
+
+        progress = _bar_progress() if sys.stderr.isatty() else lines
+        report = build_index(settings, embedder=embedder, progress=progress)
+        click.echo(report.summary(), err=True)
+    from qa.app import create_app, launch
+
+    app = create_app(settings, embedder)
+    t0 = time.perf_counter()
+    embedder.encode(["warm up"])  # load the model now, so the first question is fast
+    click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(
+            f"warning: serving on {host} without authentication: anyone who can reach it "
+            "can read, upload and delete documents",
+            err=True,
+        )
+    click.echo(
+        f"Serving on http://{'[' + host + ']' if ':' in host else host}:{port} (Ctrl+C stops)", err=True
+    )
+    launch(app, settings, host=host, port=port, quiet=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
