@@ -34,6 +34,7 @@ import gradio as gr
 
 from qa.answering import Answer, Quote
 from qa.building import BuildReport, build_index
+from qa.documents import FORMATS
 from qa.embedding import Embedder, get_embedder
 from qa.errors import (
     BuildLockedError,
@@ -269,6 +270,11 @@ def render_documents(rows: Sequence[DocRow], info: str = "") -> str:
     return "".join(out)
 
 
+def _format(doc_id: str) -> str:
+    suffix = Path(doc_id).suffix.lower()
+    return FORMATS.get(suffix, suffix.lstrip("."))
+
+
 def friendly(exc: BaseException) -> str:
     """A one-line message for the page."""
     if isinstance(exc, IndexNotFoundError):
@@ -310,6 +316,8 @@ class BuildStatus:
             return "writing the index"
         if not self.stage:
             return "starting"
+        if self.stage == "parsing" and self.done >= self.total:
+            return f"parsed {self.total}/{self.total} files; embedding new chunks"
         return f"{self.stage} {self.done}/{self.total} {unit}"
 
 
@@ -420,16 +428,14 @@ class QAService:
                 )
         for s in manifest["skipped"]:
             seen.add(s["id"])
-            rows.append(DocRow(s["id"], Path(s["id"]).suffix.lstrip("."), None, None, "skipped", s["reason"]))
+            rows.append(DocRow(s["id"], _format(s["id"]), None, None, "skipped", s["reason"]))
         for doc_id in sorted(on_disk - seen):
             path = self.corpus / doc_id
             try:
                 size: int | None = path.stat().st_size
             except OSError:
                 size = None
-            rows.append(
-                DocRow(doc_id, Path(doc_id).suffix.lstrip("."), size, None, "new", "indexed at next rebuild")
-            )
+            rows.append(DocRow(doc_id, _format(doc_id), size, None, "new", "indexed at next rebuild"))
         return sorted(rows, key=lambda r: r.id)
 
     def save_upload(self, path: Path | str, name: str | None = None) -> str:
@@ -762,7 +768,8 @@ def build_ui(service: QAService) -> gr.Blocks:
             st = service.status()
             if not st.running:
                 break
-            frac = st.done / st.total if st.total else 0.0
+            waiting_embed = st.stage == "parsing" and st.done >= st.total  # first batch not done yet
+            frac = st.done / st.total if st.total and not waiting_embed else 0.0
             progress(frac, desc=f"Rebuilding: {st.describe()}")
             time.sleep(0.15)
         return (render_build_status(st), *refresh_docs())
@@ -850,7 +857,9 @@ def build_ui(service: QAService) -> gr.Blocks:
                 with gr.Row():
                     rebuild_btn = gr.Button("Rebuild index", variant="primary", elem_id="qa-rebuild")
                     refresh_btn = gr.Button("Refresh", size="sm")
-                build_out = gr.HTML("", js_on_load=None, css_template=_DOCS_CSS, elem_id="qa-build")
+                build_out = gr.HTML(
+                    "", js_on_load=None, css_template=_DOCS_CSS, elem_id="qa-build", min_height=70
+                )
                 with gr.Row():
                     with gr.Column():
                         upload = gr.File(
@@ -881,7 +890,7 @@ def build_ui(service: QAService) -> gr.Blocks:
         doc_outputs = [docs_table, delete_pick, info]
         upload.upload(on_upload, upload, [upload_out, upload, *doc_outputs], **private)
         delete_btn.click(on_delete, delete_pick, [upload_out, *doc_outputs], **private)
-        rebuild_btn.click(on_rebuild, None, [build_out, *doc_outputs], **private)
+        rebuild_btn.click(on_rebuild, None, [build_out, *doc_outputs], show_progress_on=build_out, **private)
         refresh_btn.click(refresh_docs, None, doc_outputs, **private)
         demo.load(refresh_docs, None, doc_outputs, show_progress="hidden", **private)
         gr.api(api_ask, api_name="ask")

@@ -266,7 +266,7 @@ def test_rebuild_in_background_one_at_a_time_chat_keeps_answering(settings: qa.S
     assert emb.waiting.wait(30)
     st_ = service.status()
     assert st_.running and (st_.stage, st_.done, st_.total) == ("parsing", 2, 2)  # files parsed
-    assert st_.describe() == "parsing 2/2 files"
+    assert st_.describe() == "parsed 2/2 files; embedding new chunks"
     assert service.start_rebuild() is None  # refused while running
     during = service.ask(QUESTION)
     assert during.found and during.generation == old  # previous generation keeps answering
@@ -348,3 +348,11 @@ def test_api_endpoint_through_queue(server: str) -> None:
     assert big.status_code == 413
     ok = httpx.post(server + "gradio_api/upload", files={"files": ("ok.txt", b"x" * 100)}, timeout=30)
     assert ok.status_code == 200
+
+
+def test_import_qa_does_not_import_gradio() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, qa, qa.cli; sys.exit('gradio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
