@@ -175,7 +175,8 @@ def test_default_question_quote_highlight_and_source_view(browser: Any, app_url:
     # the dropdown of the last answer's citations opens the source view too
     p.page.locator("#qa-cite-pick input").click()
     p.page.get_by_role("option").nth(1).click()
-    p.page.locator("#qa-source .qa-source-head").wait_for(timeout=30_000)
+    second = turn.locator(".qa-meta").nth(1).inner_text().split(" · ")[0]  # "chars a–b"
+    p.page.locator("#qa-source .qa-offsets", has_text=second + " of ").wait_for(timeout=30_000)
     not_found = p.ask("What is the boiling point of liquid nitrogen in Kelvin?")
     assert "Not found in the documents" in not_found.inner_text()
     assert "Nearest passages" in not_found.inner_text()
