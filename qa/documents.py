@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import stat
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -82,16 +83,42 @@ def file_hash(data: bytes) -> str:
 
 
 def _unsafe_name(name: str) -> bool:
-    # Control characters (newlines, NUL...) make ids ambiguous in reports and logs.
+    # Control and format characters (newlines, NUL, bidi overrides...) and undecodable bytes
+    # (surrogate escapes) make ids ambiguous or misleading in reports and logs.
     return any(unicodedata.category(ch).startswith("C") for ch in name) or name in ("..", ".")
+
+
+def _size(n: float) -> str:
+    """A byte count for people: ``512 bytes``, ``10.2 KiB``, ``64 MiB``."""
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}".replace(".0 ", " ")
+
+
+def _symlink_problem(path: Path, root: Path) -> str | None:
+    """Why the symlink ``path`` is not followed, or None when it resolves inside the corpus."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        return "broken symlink (its target does not exist): not followed"
+    except (OSError, RuntimeError):  # RuntimeError: symlink loop (Python < 3.13)
+        return "symlink loop or unreadable symlink: not followed"
+    if not target.is_relative_to(root):
+        return "symlink pointing outside the corpus: not followed"
+    return None
 
 
 def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipped]]:
     """List the indexable files under ``corpus``, recursively, in a stable order.
 
-    Hidden files and folders (name starting with ``.``) are ignored. Symlinks are followed only
-    when they resolve inside the corpus. Unsupported types, oversized files and unsafe names
-    are returned as skipped with a reason.
+    Hidden files and folders (name starting with ``.``) are ignored. Symlinked files are
+    followed only when they resolve inside the corpus; symlinked folders are never entered.
+    Unsupported types, oversized files, unsafe names, unreadable folders and symlinks not
+    followed are returned as skipped with a reason.
 
     Raises:
         CorpusError: ``corpus`` does not exist or is not a folder.
@@ -103,15 +130,20 @@ def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipp
     root = corpus.resolve()
     found: list[SourceFile] = []
     skipped: list[Skipped] = []
-    for rel, path in _walk(root):
+    for rel, path, problem in _walk(root):
         name = path.name
         if any(_unsafe_name(part) for part in Path(rel).parts):
-            skipped.append(Skipped(repr(rel), "unsafe file name (control characters): rename it"))
+            skipped.append(
+                Skipped(repr(rel), "unsafe file name (control characters or undecodable bytes): rename it")
+            )
+            continue
+        if problem:
+            skipped.append(Skipped(rel, problem))
             continue
         if path.is_symlink():
-            target = path.resolve()
-            if not target.is_relative_to(root):
-                skipped.append(Skipped(rel, "symlink pointing outside the corpus: not followed"))
+            why = _symlink_problem(path, root)
+            if why is not None:
+                skipped.append(Skipped(rel, why))
                 continue
         fmt = FORMATS.get(Path(name).suffix.lower())
         if fmt is None:
@@ -129,8 +161,8 @@ def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipp
             skipped.append(
                 Skipped(
                     rel,
-                    f"{size / 2**20:.1f} MiB is over the {max_bytes / 2**20:.0f} MiB "
-                    "limit (raise QA_MAX_FILE_MB to index it)",
+                    f"file too large: {_size(size)} is over the {_size(max_bytes)} limit "
+                    "(raise QA_MAX_FILE_MB to index it)",
                 )
             )
             continue
@@ -138,29 +170,59 @@ def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipp
     return found, skipped
 
 
-def _walk(root: Path) -> Iterator[tuple[str, Path]]:
-    """Yield (relative POSIX path, path) for every non-hidden file, sorted, symlinked dirs not entered."""
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+def _walk(root: Path) -> Iterator[tuple[str, Path, str]]:
+    """Yield (relative POSIX path, path, problem) for every non-hidden entry, in a stable order.
+
+    ``problem`` is empty for files to consider; symlinked folders (never entered) and folders
+    that cannot be listed come with the reason they are skipped.
+    """
+    errors: list[OSError] = []
+
+    def unreadable() -> Iterator[tuple[str, Path, str]]:
+        for err in errors:
+            bad = Path(os.fsdecode(err.filename)) if err.filename is not None else root
+            rel = bad.relative_to(root).as_posix() if bad.is_relative_to(root) else str(bad)
+            yield rel, bad, f"cannot read folder: {err.strerror}"
+        errors.clear()
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=errors.append):
+        yield from unreadable()
         base = Path(dirpath)
+        subdirs = []
+        for d in sorted(dirnames):
+            if d.startswith("."):
+                continue
+            if (base / d).is_symlink():
+                why = _symlink_problem(base / d, root) or "symlinked folder: not followed"
+                yield (base / d).relative_to(root).as_posix(), base / d, why
+            else:
+                subdirs.append(d)
+        dirnames[:] = subdirs
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             path = base / name
-            yield path.relative_to(root).as_posix(), path
+            yield path.relative_to(root).as_posix(), path, ""
+    yield from unreadable()
 
 
 def read_source(source: SourceFile) -> bytes:
-    """Read a file's bytes.
+    """Read a file's bytes, never more than the size ``discover`` saw (and checked).
 
     Raises:
-        DocumentError: the file cannot be read.
+        DocumentError: the file cannot be read, is no longer a regular file, or grew since it
+            was listed (it is being written: build again when it is complete).
     """
     try:
         with open(source.path, "rb") as fh:
-            return fh.read()
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise DocumentError("not a regular file")
+            data = fh.read(source.size + 1)
     except OSError as exc:
         raise DocumentError(f"cannot read: {exc.strerror}") from exc
+    if len(data) > source.size:
+        raise DocumentError("the file grew while the index was being built: build again when it is complete")
+    return data
 
 
 def parse_document(
@@ -173,10 +235,10 @@ def parse_document(
     """
     fmt = FORMATS[Path(source.path.name).suffix.lower()]
     if not data:
-        raise DocumentError("empty file")
+        raise DocumentError("empty file (0 bytes)")
     text, locations, note = parse(fmt, data)
     if not text.strip():
-        raise DocumentError("no text found in the file")
+        raise DocumentError("no text found in the file (only whitespace or markup)")
     return Document(
         id=source.id,
         hash=file_hash(data),
