@@ -2,9 +2,13 @@
 
 Plain text is decoded with a detected encoding; Markdown keeps its source text and maps
 headings with markdown-it-py; HTML goes through BeautifulSoup; PDF through pypdf (a location
-per page); DOCX through python-docx (a location per heading). PDF, DOCX and HTML run in a
-separate process with a time and memory limit (``IsolatedParser``), because a hostile file can
-make a parser loop or allocate without bound.
+per page); DOCX through python-docx (a location per heading). PDF, DOCX, HTML and Markdown run
+in a separate process with a time and memory limit (``IsolatedParser``), because a hostile file
+can make a parser loop or allocate without bound; plain text is only decoded, in-process.
+
+``parse`` cleans whatever a parser returns: lone surrogates (which the index cannot store)
+become U+FFFD, one character for one so offsets hold, and locations are sorted and kept inside
+the text. Any exception a parser raises becomes a ``DocumentError`` naming the problem.
 
 Non-goals: OCR, tables as structure, legacy .doc files.
 """
@@ -13,11 +17,14 @@ from __future__ import annotations
 
 import codecs
 import io
+import logging
 import multiprocessing
-import multiprocessing.pool
+import multiprocessing.connection
 import re
+import threading
 import unicodedata
 import zipfile
+from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
@@ -27,15 +34,19 @@ Locations = list[tuple[int, str]]
 # (text, locations, note): the note says how the bytes were decoded when it matters.
 Parsed = tuple[str, Locations, str]
 
+# OLE2 compound file: legacy .doc/.xls, and also any password-protected Office file.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 # Magic numbers of binary formats a user may have renamed to .txt by mistake.
 _MAGIC = {
     b"\x89PNG": "PNG image",
     b"%PDF-": "PDF",
     b"PK\x03\x04": "zip archive (docx, xlsx...)",
     b"\xff\xd8\xff": "JPEG image",
-    b"GIF8": "GIF image",
+    b"GIF87a": "GIF image",
+    b"GIF89a": "GIF image",
     b"\x7fELF": "executable",
     b"\x1f\x8b": "gzip archive",
+    _OLE_MAGIC: "legacy Office document (.doc/.xls) or encrypted Office file",
 }
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
@@ -44,17 +55,21 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+# Without a byte order mark, UTF-16/32 is recognised from its zero bytes (see _guess_utf16),
+# never guessed by the detector: on short Latin-1 text it "finds" UTF-16 and returns garbage.
+_NO_BOM_GUESS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
 # A docx is a zip: refuse archives that declare more than this uncompressed, or compress
 # better than this ratio (a zip bomb does both), before python-docx reads a byte of them.
 DOCX_MAX_UNCOMPRESSED = 512 * 2**20
 DOCX_MAX_RATIO = 200
-ISOLATED_FORMATS = frozenset({"pdf", "docx", "html"})
+ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
 WORKER_MEMORY_BYTES = 3 * 2**30
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes of a text file; return (text, note). The note says how it was decoded
-    when that was not plain UTF-8.
+    when that was not plain UTF-8. The same bytes always give the same text.
 
     Raises:
         DocumentError: the bytes are a known binary format or not text in any encoding.
@@ -67,24 +82,73 @@ def decode_text(data: bytes) -> tuple[str, str]:
         if data.startswith(bom):
             text = data.decode(encoding, errors="replace")
             note = f"decoded as {encoding.upper()} (byte order mark)"
+            bad = text.count("\ufffd")
+            if bad:
+                note += f"; {bad} undecodable sequence(s) replaced with U+FFFD"
             break
     else:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text, note = _decode_guess(data)
+        utf16 = _guess_utf16(data)
+        if utf16 is not None:  # checked first: ASCII text in UTF-16 is also valid UTF-8
+            text = data[: len(data) // 2 * 2].decode(utf16, errors="replace")
+            note = f"no byte order mark: decoded as {utf16.upper()} (detected from zero bytes)"
+        else:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text, note = _decode_guess(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _control_ratio(text) > 0.05:
         raise DocumentError("binary content (many control characters), not text")
     return text, note
 
 
-def _decode_guess(data: bytes) -> tuple[str, str]:
-    from charset_normalizer import from_bytes
+def _guess_utf16(data: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when the bytes look like BOM-less UTF-16 text, else None.
 
-    best = from_bytes(data).best()
-    if best is not None and best.encoding not in ("utf_8",):
-        return str(best), f"not valid UTF-8: decoded as {best.encoding} (detected)"
+    UTF-16 text in Latin scripts has a zero in most odd (LE) or even (BE) bytes and almost
+    none at the other parity; 8-bit encodings have no zero bytes at all.
+    """
+    sample = data[:4096]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even = sample[0 : 2 * pairs : 2].count(0) / pairs
+    odd = sample[1 : 2 * pairs : 2].count(0) / pairs
+    if odd > 0.3 and even < 0.05:
+        return "utf-16-le"
+    if even > 0.3 and odd < 0.05:
+        return "utf-16-be"
+    return None
+
+
+_HIGH_RUN = re.compile(rb"[\x80-\xff]{2}")
+# Windows-1252 = Latin-1 except 0x80-0x9F, where it has printable characters (but 5 holes).
+_CP1252_C1 = {
+    i: bytes([i]).decode("cp1252") for i in range(0x80, 0xA0) if i not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
+
+
+def _decode_guess(data: bytes) -> tuple[str, str]:
+    """Decode bytes that are not valid UTF-8, deterministically, and say how.
+
+    When every non-ASCII byte stands alone between ASCII bytes, the text is Western text in a
+    single-byte code page (accented letters in ASCII words): Windows-1252, read as Latin-1
+    where 1252 leaves a byte undefined. Detectors guess wildly on such text ("café" comes
+    back as Urdu or UTF-16). Otherwise charset-normalizer chooses; failing that, UTF-8 with
+    replacement characters.
+    """
+    if _HIGH_RUN.search(data) is None and b"\x00" not in data:
+        text = data.decode("latin-1").translate(_CP1252_C1)
+        return text, "not valid UTF-8: decoded as cp1252 (isolated accented characters)"
+    if b"\x00" not in data:
+        from charset_normalizer import from_bytes
+
+        best = from_bytes(data, cp_exclusion=_NO_BOM_GUESS).best()
+        if best is not None and best.encoding not in ("utf_8", "ascii"):
+            try:
+                return data.decode(best.encoding), f"not valid UTF-8: decoded as {best.encoding} (detected)"
+            except (UnicodeDecodeError, LookupError):
+                pass  # the detector only sampled the bytes: fall back to UTF-8 with replacement
     text = data.decode("utf-8", errors="replace")
     bad = text.count("\ufffd")
     return text, f"invalid UTF-8: {bad} undecodable byte sequence(s) replaced with U+FFFD"
@@ -105,12 +169,17 @@ def parse_text(data: bytes) -> Parsed:
 
 
 def parse_markdown(data: bytes) -> Parsed:
-    """Markdown: the source text itself, with a location at each heading ("A > B")."""
+    """Markdown: the source text itself, with a location at each heading ("A > B").
+
+    Only the block structure is parsed (inline markup is never needed for headings), which
+    keeps the time linear in the file size.
+    """
     from markdown_it import MarkdownIt
 
     text, note = decode_text(data)
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
-    tokens = MarkdownIt("commonmark").parse(text)
+    md = MarkdownIt("commonmark").disable(["inline", "text_join"])
+    tokens = md.parse(text)
     path: list[tuple[int, str]] = []
     locations: Locations = []
     for i, tok in enumerate(tokens):
@@ -119,7 +188,9 @@ def parse_markdown(data: bytes) -> Parsed:
         level = int(tok.tag[1])
         title = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
         path = [(lvl, t) for lvl, t in path if lvl < level] + [(level, title)]
-        locations.append((line_starts[tok.map[0]], " > ".join(t for _, t in path if t)))
+        label = " > ".join(t for _, t in path if t)
+        if label and tok.map[0] < len(line_starts):
+            locations.append((line_starts[tok.map[0]], label))
     return text, locations, note
 
 
@@ -176,7 +247,7 @@ def parse_html(data: bytes) -> Parsed:
     locations: Locations = []
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     headings: list[tuple[int, str]] = []
-    skip_until: Any = None  # element after which skipping ends
+    skip_until: Any = None  # last element of a skipped subtree: skipping ends after it
 
     def emit(s: str) -> None:
         nonlocal length
@@ -196,7 +267,9 @@ def parse_html(data: bytes) -> Parsed:
             continue
         if isinstance(el, Tag):
             if el.name in _SKIP_TAGS or el.name == "title":
-                skip_until = _last_descendant(el)
+                last = _last_descendant(el)
+                # An empty element has nothing to skip (waiting for it would skip the rest).
+                skip_until = last if last is not el else None
                 continue
             if el.name in _BLOCK_TAGS and not ends_with_break():
                 emit("\n")
@@ -224,14 +297,32 @@ def _last_descendant(tag: Any) -> Any:
 
 
 def parse_pdf(data: bytes) -> Parsed:
-    """PDF: text of each page, pages separated by blank lines, a location per page."""
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    """PDF: text of each page, pages separated by blank lines, a location per page.
 
+    A PDF without its ``%%EOF`` end marker was cut short: when pypdf still recovers text the
+    note says it may be incomplete; when it cannot, the reason says the file is truncated.
+    """
+    from pypdf import PdfReader
+
+    truncated = b"%%EOF" not in data[-2048:]
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise DocumentError("encrypted PDF: remove the password and add it again")
+        if reader.is_encrypted:
+            if _uses_aes(reader) and not _aes_available():
+                # pypdf would "read" it as pages without text, hiding the real problem
+                raise DocumentError(
+                    "encrypted PDF (AES) cannot be decrypted without the 'cryptography' package: "
+                    "install it (pip install cryptography) or remove the password"
+                )
+            try:
+                opened = reader.decrypt("")
+            except Exception as exc:  # e.g. AES without the cryptography package
+                raise DocumentError(
+                    f"encrypted PDF that cannot be opened ({type(exc).__name__}: {_short(exc)}): "
+                    "remove the password and add it again"
+                ) from exc
+            if not opened:
+                raise DocumentError("encrypted PDF (password needed): remove the password and add it again")
         parts: list[str] = []
         locations: Locations = []
         length = 0
@@ -245,37 +336,64 @@ def parse_pdf(data: bytes) -> Parsed:
             length += len(page_text)
     except DocumentError:
         raise
-    except (
-        PdfReadError,
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        RecursionError,
-        OSError,
-        IndexError,
-        NotImplementedError,
-    ) as exc:
-        raise DocumentError(f"unreadable PDF ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # pypdf raises many types on malformed files
+        if truncated:
+            raise DocumentError(
+                f"truncated or corrupt PDF (no %%EOF end marker; {type(exc).__name__}: {_short(exc)}): "
+                "download or export the file again"
+            ) from exc
+        raise DocumentError(
+            f"unreadable PDF ({type(exc).__name__}: {_short(exc)}): repair or re-export the file"
+        ) from exc
     text = "".join(parts)
     if not text.strip():
         raise DocumentError("PDF has no extractable text (scanned? OCR is not supported)")
-    return text, locations, ""
+    note = "PDF has no %%EOF end marker (truncated?): its text may be incomplete" if truncated else ""
+    return text, locations, note
+
+
+def _uses_aes(reader: Any) -> bool:
+    """Whether an encrypted PDF's security handler uses AES (V5, or an AESV2/AESV3 filter)."""
+    try:
+        enc = reader.trailer["/Encrypt"].get_object()
+        if int(enc.get("/V", 0)) >= 5:
+            return True
+        filters = enc.get("/CF", {})
+        return any(str(f.get_object().get("/CFM", "")) in ("/AESV2", "/AESV3") for f in filters.values())
+    except Exception:  # a malformed dictionary: let pypdf report it
+        return False
+
+
+def _aes_available() -> bool:
+    """pypdf decrypts AES with ``cryptography`` or, failing that, ``pycryptodome``."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in ("cryptography", "Crypto"))
 
 
 def parse_docx(data: bytes) -> Parsed:
-    """DOCX: paragraphs and table rows in order, a location at each heading."""
+    """DOCX: paragraphs and table rows in order, a location at each heading.
+
+    The zip's declared sizes are checked before python-docx reads anything, so a zip bomb is
+    refused without being inflated (zipfile never inflates a member past its declared size).
+    """
+    if data.startswith(_OLE_MAGIC):
+        raise DocumentError(
+            "not a .docx: an encrypted (password-protected) or legacy Word file; "
+            "remove the password or save it as .docx"
+        )
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = zf.infolist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise DocumentError("not a valid .docx (not a zip archive)") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise DocumentError("not a valid .docx (not a zip archive): save it again as .docx") from exc
     declared = sum(i.file_size for i in infos)
     packed = max(1, sum(i.compress_size for i in infos))
     if declared > DOCX_MAX_UNCOMPRESSED or declared / packed > DOCX_MAX_RATIO:
         raise DocumentError(
-            f"refused: declares {declared / 2**20:.0f} MiB uncompressed from "
-            f"{packed / 2**20:.1f} MiB (zip bomb?)"
+            f"refused as a possible zip bomb: declares {declared / 2**20:.0f} MiB uncompressed from "
+            f"{packed / 2**20:.1f} MiB (limits: {DOCX_MAX_UNCOMPRESSED // 2**20} MiB, "
+            f"{DOCX_MAX_RATIO}:1 compression)"
         )
     import docx
     from docx.table import Table
@@ -288,8 +406,7 @@ def parse_docx(data: bytes) -> Parsed:
         length = 0
         for block in document.iter_inner_content():
             if isinstance(block, Table):
-                rows = [" | ".join(c.text.strip() for c in row.cells) for row in block.rows]
-                piece = "\n".join(r for r in rows if r.strip(" |"))
+                piece = _table_text(block)
             else:
                 piece = block.text
                 style = (block.style.name if block.style is not None else "") or ""
@@ -309,8 +426,27 @@ def parse_docx(data: bytes) -> Parsed:
     except DocumentError:
         raise
     except Exception as exc:  # python-docx raises many types on malformed XML/parts
-        raise DocumentError(f"unreadable .docx ({type(exc).__name__}: {exc})") from exc
+        raise DocumentError(
+            f"unreadable .docx ({type(exc).__name__}: {_short(exc)}): open and save it again in Word"
+        ) from exc
     return "".join(parts), locations, ""
+
+
+def _table_text(table: Any) -> str:
+    """Rows as ``a | b | c`` lines; a merged cell (one cell spanning columns) is written once."""
+    rows = []
+    for row in table.rows:
+        cells: list[str] = []
+        seen: set[int] = set()
+        for cell in row.cells:
+            if id(cell._tc) in seen:
+                continue
+            seen.add(id(cell._tc))
+            cells.append(cell.text.strip())
+        line = " | ".join(cells)
+        if line.strip(" |"):
+            rows.append(line)
+    return "\n".join(rows)
 
 
 def _heading_level(style: str) -> int:
@@ -318,6 +454,12 @@ def _heading_level(style: str) -> int:
         return 1
     m = re.fullmatch(r"Heading (\d)", style)
     return int(m.group(1)) if m else 0
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """An exception message cut to ``limit`` characters (some embed whole file fragments)."""
+    msg = " ".join(str(exc).split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
 _PARSERS = {
@@ -329,24 +471,55 @@ _PARSERS = {
 }
 
 
+def _clean(text: str, locations: Locations, note: str) -> Parsed:
+    """Lone surrogates -> U+FFFD (same length); locations sorted, inside the text, labelled."""
+    if _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    kept = sorted(
+        ((int(off), str(label)) for off, label in locations if 0 <= int(off) < len(text) and label),
+        key=lambda loc: loc[0],
+    )
+    return text, kept, note
+
+
 def parse(fmt: str, data: bytes) -> Parsed:
     """Parse ``data`` as ``fmt`` in this process.
 
     Raises:
-        DocumentError: the file cannot be turned into text.
+        DocumentError: the file cannot be turned into text (any parser failure ends here).
     """
     try:
-        return _PARSERS[fmt](data)
+        text, locations, note = _PARSERS[fmt](data)
+    except DocumentError:
+        raise
     except RecursionError as exc:
         raise DocumentError("document nested too deeply to parse") from exc
     except MemoryError as exc:
         raise DocumentError("document needs too much memory to parse") from exc
+    except Exception as exc:  # a parser bug or an unforeseen malformed input: skip the file
+        raise DocumentError(f"unreadable {fmt} file ({type(exc).__name__}: {_short(exc)})") from exc
+    return _clean(text, locations, note)
 
 
-def _worker_init() -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -> None:
+    """Child process loop: limit memory, import the parsers, then parse requests until EOF."""
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, WORKER_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    logging.getLogger("pypdf").setLevel(logging.ERROR)  # warnings on malformed files are noise
+    # Import before saying "ready" so import time never counts against a file's time limit.
+    import bs4  # noqa: F401
+    import docx  # noqa: F401
+    import markdown_it  # noqa: F401
+    import pypdf  # noqa: F401
+
+    conn.send(("ready", None, None, ""))
+    while True:
+        try:
+            fmt, data = conn.recv()
+        except (EOFError, OSError):
+            return
+        conn.send(_worker_parse(fmt, data))
 
 
 def _worker_parse(fmt: str, data: bytes) -> tuple[str, Any, Any, str]:
@@ -354,17 +527,24 @@ def _worker_parse(fmt: str, data: bytes) -> tuple[str, Any, Any, str]:
         return ("ok", *parse(fmt, data))
     except DocumentError as exc:
         return ("error", str(exc), None, "")
+    except BaseException as exc:  # never let the worker die silently on one file
+        return ("error", f"parser failed ({type(exc).__name__}: {_short(exc)})", None, "")
 
 
 class IsolatedParser:
     """Parses risky formats in a child process with a time and memory limit.
 
-    Use as a context manager around a build; plain text and Markdown are parsed in-process.
+    Use as a context manager around a build; plain text is parsed in-process. One worker
+    process serves file after file; a worker that runs out of time is killed, one that
+    crashes is noticed at once, and either way the next file gets a fresh worker.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self.timeout = timeout
-        self._pool: multiprocessing.pool.Pool | None = None
+        self.memory_bytes = memory_bytes
+        self._proc: BaseProcess | None = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> IsolatedParser:
         return self
@@ -374,35 +554,68 @@ class IsolatedParser:
     ) -> None:
         self.close()
 
-    def _get_pool(self) -> multiprocessing.pool.Pool:
-        if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded server
-            self._pool = ctx.Pool(1, initializer=_worker_init, maxtasksperchild=500)
-        return self._pool
+    def _start(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
+        """Start a worker and wait until it is ready (start-up time is not a file's time)."""
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded server
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker_main, args=(child, self.memory_bytes), daemon=True)
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        ready = multiprocessing.connection.wait([parent, proc.sentinel], timeout=120)
+        if parent not in ready:
+            self.close()
+            raise DocumentError("the isolated parser process did not start: check memory limits")
+        try:
+            parent.recv()
+        except (EOFError, OSError) as exc:
+            self.close()
+            raise DocumentError("the isolated parser process failed to start") from exc
+        return proc, parent
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Stop the worker process, if any."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is not None:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
 
     def parse(self, fmt: str, data: bytes) -> Parsed:
         """Parse like ``parse`` but in the worker for risky formats.
 
         Raises:
-            DocumentError: unreadable, or the parser ran out of time or memory.
+            DocumentError: unreadable, or the parser ran out of time or memory or crashed.
         """
         if fmt not in ISOLATED_FORMATS:
             return parse(fmt, data)
-        result = self._get_pool().apply_async(_worker_parse, (fmt, data))
-        try:
-            status, text, locations, note = result.get(self.timeout)
-        except multiprocessing.TimeoutError:
-            self.close()  # the stuck worker is killed; the next file gets a fresh one
-            raise DocumentError(
-                f"parser did not finish within {self.timeout:g} s (crashed, looping or too "
-                "large): skipped; raise QA_PARSE_TIMEOUT to allow more time"
-            ) from None
+        with self._lock:
+            proc, conn = (self._proc, self._conn) if self._conn is not None else self._start()
+            assert proc is not None
+            try:
+                conn.send((fmt, data))
+                ready = multiprocessing.connection.wait([conn, proc.sentinel], self.timeout)
+                reply = conn.recv() if conn in ready else None
+            except (EOFError, OSError):
+                reply, ready = None, [proc.sentinel]
+            if reply is None:
+                self.close()  # kill the stuck or dead worker; the next file gets a fresh one
+                if ready:
+                    code = proc.exitcode
+                    how = (
+                        f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    )
+                    raise DocumentError(
+                        f"parser crashed on this file ({how}; out of memory?): skipped"
+                    ) from None
+                raise DocumentError(
+                    f"parser did not finish within the {self.timeout:g} s time limit (looping or too "
+                    "large): skipped; raise QA_PARSE_TIMEOUT to allow more time"
+                ) from None
+        status, text, locations, note = reply
         if status != "ok":
             raise DocumentError(text)
         return text, [(int(a), str(b)) for a, b in locations], note
