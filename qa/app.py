@@ -783,7 +783,11 @@ def build_ui(service: QAService) -> gr.Blocks:
         except QAError as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
 
-    with gr.Blocks(title="qa — answers quoted from your documents", analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title="qa — answers quoted from your documents",
+        analytics_enabled=False,
+        delete_cache=(3600, 3600),  # uploaded temp copies: the corpus keeps its own
+    ) as demo:
         history = gr.State([])
         gr.HTML(
             "<h2 style='margin:0.2em 0'>qa — answers quoted from your documents</h2>"
