@@ -24,6 +24,7 @@ import re
 import threading
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
@@ -404,7 +405,7 @@ def parse_docx(data: bytes) -> Parsed:
         locations: Locations = []
         headings: list[tuple[int, str]] = []
         length = 0
-        for block in document.iter_inner_content():
+        for block in _docx_blocks(document):
             if isinstance(block, Table):
                 piece = _table_text(block)
             else:
@@ -430,6 +431,31 @@ def parse_docx(data: bytes) -> Parsed:
             f"unreadable .docx ({type(exc).__name__}: {_short(exc)}): open and save it again in Word"
         ) from exc
     return "".join(parts), locations, ""
+
+
+def _docx_blocks(document: Any) -> Iterator[Any]:
+    """Body paragraphs and tables in order, including those inside content controls
+    (``w:sdt``), which python-docx's ``iter_inner_content`` skips. Iterative: nesting depth
+    cannot exhaust the stack."""
+    from docx.oxml.ns import qn
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    parent = document._body
+    p_tag, tbl_tag, sdt_tag, content_tag = qn("w:p"), qn("w:tbl"), qn("w:sdt"), qn("w:sdtContent")
+    stack = [iter(document.element.body)]
+    while stack:
+        child = next(stack[-1], None)
+        if child is None:
+            stack.pop()
+        elif child.tag == p_tag:
+            yield Paragraph(child, parent)
+        elif child.tag == tbl_tag:
+            yield Table(child, parent)
+        elif child.tag == sdt_tag:
+            content = child.find(content_tag)
+            if content is not None:
+                stack.append(iter(content))
 
 
 def _table_text(table: Any) -> str:
@@ -472,12 +498,13 @@ _PARSERS = {
 
 
 def _clean(text: str, locations: Locations, note: str) -> Parsed:
-    """Lone surrogates -> U+FFFD (same length); locations sorted, inside the text, labelled."""
+    """Lone surrogates -> U+FFFD (same length); locations sorted, inside the text, labelled
+    with one-line labels (a Setext heading or an HTML heading may span lines)."""
     if _SURROGATE.search(text):
         text = _SURROGATE.sub("\ufffd", text)
+    labels = ((int(off), " ".join(str(label).split())) for off, label in locations)
     kept = sorted(
-        ((int(off), str(label)) for off, label in locations if 0 <= int(off) < len(text) and label),
-        key=lambda loc: loc[0],
+        ((off, label) for off, label in labels if 0 <= off < len(text) and label), key=lambda x: x[0]
     )
     return text, kept, note
 

@@ -566,6 +566,33 @@ def test_good_docx(tmp_path: Path) -> None:
     assert doc.location_at(doc.text.index("Vicuñas")) == "Chapter Two"
 
 
+def test_docx_content_controls_are_read(tmp_path: Path) -> None:
+    """Paragraphs inside content controls (w:sdt) are text too; python-docx skips them."""
+    import docx
+    from docx.oxml import OxmlElement
+
+    d = docx.Document()
+    d.add_heading("Form", 1)
+    para = d.add_paragraph("Answer typed into a content control.")
+    sdt, content = OxmlElement("w:sdt"), OxmlElement("w:sdtContent")
+    sdt.append(content)
+    para._p.addprevious(sdt)
+    content.append(para._p)
+    d.add_paragraph("After the control.")
+    buf = io.BytesIO()
+    d.save(buf)
+    text, locations, _ = parsing.parse("docx", buf.getvalue())
+    assert text == "Form\n\nAnswer typed into a content control.\n\nAfter the control."
+    assert locations == [(0, "Form")]
+
+
+def test_heading_labels_are_one_line() -> None:
+    _, locations, _ = parsing.parse("markdown", b"Setext\nheading\n===\n\ntext\n")
+    assert locations == [(0, "Setext heading")]
+    _, locations, _ = parsing.parse("html", b"<h1>Two\nlines</h1><p>text</p>")
+    assert locations == [(0, "Two lines")]
+
+
 def test_markdown_stays_linear_on_pathological_inline_markup() -> None:
     t0 = time.perf_counter()
     text, _, _ = parsing.parse("markdown", b"# T\n\n" + b"*a [" * 50_000)
