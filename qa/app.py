@@ -327,6 +327,8 @@ class QAService:
 
     settings: Settings
     embedder: Embedder
+    # Builds embed with their own model instance so questions never wait for a build's batch.
+    build_embedder: Embedder | None = None
     _index: Index | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _status: BuildStatus = field(default_factory=BuildStatus, init=False)
@@ -544,7 +546,12 @@ class QAService:
         report: BuildReport | None = None
         error = ""
         try:
-            report = build_index(self.settings, full=full, embedder=self.embedder, progress=self._progress)
+            report = build_index(
+                self.settings,
+                full=full,
+                embedder=self.build_embedder or self.embedder,
+                progress=self._progress,
+            )
             with self._lock:
                 idx = self._index
             if idx is None:
@@ -909,8 +916,11 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     app still starts; the Documents tab's “Rebuild index” builds one.
     """
     settings = settings or Settings()
-    embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
-    return build_ui(QAService(settings, embedder))
+    if embedder is not None:
+        return build_ui(QAService(settings, embedder, embedder))
+    query = get_embedder(settings.model, settings.threads, settings.batch_size)
+    build = get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+    return build_ui(QAService(settings, query, build))
 
 
 def launch(

@@ -167,7 +167,7 @@ def build_index(
     settings = settings or Settings()
     corpus = corpus or settings.corpus
     root = index or settings.index
-    embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
+    embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
     report = progress or (lambda stage, done, total: None)
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
     chunking_params = {
@@ -233,6 +233,7 @@ def build_index(
                 if keys[-1] not in prev_vectors and keys[-1] not in todo:
                     todo[keys[-1]] = (texts[-1], [(a - c.start, b - c.start) for a, b in c.units])
         known = dict(prev_vectors)
+        report("embedding", 0, len(todo))
         if todo:
             fresh, fresh_units = embedder.encode_chunks(
                 [t_ for t_, _ in todo.values()],

@@ -251,14 +251,17 @@ def _dimension(path: Path) -> int:
     return int(_read_json(path / "config.json").get("hidden_size", 0))
 
 
-_EMBEDDERS: dict[tuple[str, int, int], SentenceTransformerEmbedder] = {}
+_EMBEDDERS: dict[tuple[str, int, int, str], SentenceTransformerEmbedder] = {}
 _EMBEDDERS_LOCK = threading.Lock()
 
 
 def get_embedder(
-    path: Path | None = None, threads: int = 1, batch_size: int = 32
+    path: Path | None = None, threads: int = 1, batch_size: int = 32, role: str = "query"
 ) -> SentenceTransformerEmbedder:
-    """The process-wide embedder for a model folder (default: the bundled MiniLM).
+    """The process-wide embedder for a model folder (default: the bundled MiniLM) and role.
+
+    Builds use ``role="build"``: a second model instance with its own lock, so a server keeps
+    answering questions (role "query") while a rebuild embeds chunks in another thread.
 
     Raises:
         ModelLoadError: the folder is missing or not a sentence-transformers model.
@@ -266,7 +269,7 @@ def get_embedder(
     resolved = (path or default_model_path()).expanduser()
     if not resolved.is_dir():
         raise ModelLoadError(f"model folder {resolved} does not exist: set QA_MODEL / --model")
-    key = (str(resolved.resolve()), threads, batch_size)
+    key = (str(resolved.resolve()), threads, batch_size, role)
     with _EMBEDDERS_LOCK:
         if key not in _EMBEDDERS:
             _EMBEDDERS[key] = SentenceTransformerEmbedder(resolved, threads=threads, batch_size=batch_size)

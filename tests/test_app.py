@@ -265,8 +265,8 @@ def test_rebuild_in_background_one_at_a_time_chat_keeps_answering(settings: qa.S
     assert run == 1
     assert emb.waiting.wait(30)
     st_ = service.status()
-    assert st_.running and (st_.stage, st_.done, st_.total) == ("parsing", 2, 2)  # files parsed
-    assert st_.describe() == "parsed 2/2 files; embedding new chunks"
+    assert st_.running and (st_.stage, st_.done, st_.total) == ("embedding", 0, 1)  # files parsed
+    assert st_.describe() == "embedding 0/1 chunks"
     assert service.start_rebuild() is None  # refused while running
     during = service.ask(QUESTION)
     assert during.found and during.generation == old  # previous generation keeps answering
