@@ -20,23 +20,18 @@ from hypothesis import strategies as st
 import qa
 from qa import store
 from qa.answering import Answer, Quote
-from qa.app import (
-    UPLOAD_TYPES,
-    DeleteRefusedError,
+from qa.app import create_app, launch
+from qa.errors import IndexNotFoundError
+from qa.rendering import (
     DocRow,
-    QAService,
     Turn,
-    UploadRefusedError,
-    create_app,
-    launch,
     render_answer,
     render_documents,
     render_quote_text,
     render_source,
     render_transcript,
-    safe_upload_name,
 )
-from qa.errors import IndexNotFoundError
+from qa.service import UPLOAD_TYPES, DeleteRefusedError, QAService, UploadRefusedError, safe_upload_name
 from tests.conftest import FakeEmbedder
 
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
