@@ -530,9 +530,15 @@ def parse(fmt: str, data: bytes) -> Parsed:
 
 def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -> None:
     """Child process loop: limit memory, import the parsers, then parse requests until EOF."""
+    import os
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _one_malloc_arena()
+    # Failures come back as reasons; tracebacks of a worker dying of MemoryError would only
+    # clutter the build's terminal.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # warnings on malformed files are noise
     # Import before saying "ready" so import time never counts against a file's time limit.
     import bs4  # noqa: F401
@@ -547,6 +553,23 @@ def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int)
         except (EOFError, OSError):
             return
         conn.send(_worker_parse(fmt, data))
+
+
+def _one_malloc_arena() -> None:
+    """Limit glibc malloc to its main arena (mallopt M_ARENA_MAX = 1).
+
+    At the address-space limit, glibc otherwise answers every failed allocation by trying
+    to map a fresh 64-128 MiB arena, which fails too: the worker crawls for minutes instead
+    of failing with MemoryError. Does nothing where glibc is absent.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
 
 
 def _worker_parse(fmt: str, data: bytes) -> tuple[str, Any, Any, str]:
@@ -629,6 +652,8 @@ class IsolatedParser:
             except (EOFError, OSError):
                 reply, ready = None, [proc.sentinel]
             if reply is None:
+                if ready:
+                    proc.join(2)  # a dying worker: let it exit to learn how it ended
                 self.close()  # kill the stuck or dead worker; the next file gets a fresh one
                 if ready:
                     code = proc.exitcode
