@@ -24,18 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def best_cosines(index, questions):
+    """Cosine of the highlighted sentence of the top quote, per question."""
     gen = index.generation
     vecs = index.embedder.encode([q.question for q in questions])
     toks = retrieval.tokenize([q.question for q in questions])
     s = index.settings
-    scoring = answering.Scoring(s.lexical_weight, s.retrieval_weight, s.rerank_depth, min_score=-1.0)
+    scoring = answering.Scoring(depth=s.rerank_depth, min_score=-1.0)
+    idf = answering.idf_weights(gen)
     out = []
-    for q, v, t in zip(questions, vecs, toks, strict=True):
-        hits = retrieval.search(gen, v, t, s.candidates, s.dense_weight, s.rrf_k)
-        a = answering.answer(q.question, gen, hits, v, 1, scoring)
-        spans, uv = gen.units_in(next(h.row for h in hits if gen.documents[int(gen.chunks[h.row][0])].id == a.quotes[0].doc and int(gen.chunks[h.row][1]) == a.quotes[0].start))
-        k = [tuple(x) for x in spans.tolist()].index(a.quotes[0].highlight)
-        out.append(float(uv[k].astype(np.float32) @ v))
+    for v, t in zip(vecs, toks, strict=True):
+        hits = retrieval.search(gen, v, t, s.candidates, s.dense_weight, s.rrf_k)[: scoring.depth]
+        scored = [answering._rescore(t, gen, h.row, v, idf, scoring) for h in hits]
+        out.append(max(scored)[1] if scored else -1.0)
     return np.array(out)
 
 
@@ -52,9 +52,14 @@ def main() -> None:
     ca, cu = best_cosines(index, ans), best_cosines(index, una)
     rows = []
     for th in np.arange(0.20, 0.62, 0.025):
-        rows.append({"threshold": round(float(th), 3), "answerable_refused": round(float((ca < th).mean()), 4),
-                     "unanswerable_refused": round(float((cu < th).mean()), 4),
-                     "balanced_accuracy": round(float(((ca >= th).mean() + (cu < th).mean()) / 2), 4)})
+        rows.append(
+            {
+                "threshold": round(float(th), 3),
+                "answerable_refused": round(float((ca < th).mean()), 4),
+                "unanswerable_refused": round(float((cu < th).mean()), 4),
+                "balanced_accuracy": round(float(((ca >= th).mean() + (cu < th).mean()) / 2), 4),
+            }
+        )
         print(json.dumps(rows[-1]))
     best = max(rows, key=lambda r: r["balanced_accuracy"])
     print("best", best)

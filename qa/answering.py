@@ -1,11 +1,12 @@
 """Answering: turn retrieved chunks into verbatim quotes with the answering sentence highlighted.
 
-The first ``depth`` fused hits are re-scored by their best sentence unit:
-``sentence = cosine(question, unit) + lexical_weight * overlap`` (``overlap``: share of the
-question's BM25 terms in the unit; unit vectors were pooled at build time) and
-``quote = sentence + retrieval_weight * fused / max_fused``. Quotes are ordered by it and the
-top quote's best unit is the answer. Example: cos 0.62, overlap 2/3 and fused at the maximum
-give 0.62 + 0.3 * 0.667 + 0.5 * 1 = 1.32. When the best unit's cosine is under ``min_score``
+The first ``depth`` fused hits are re-scored by their sentence units (vectors pooled at
+build time): ``sentence = cosine + 0.45 * overlap + 0.4 * bigrams`` where ``overlap`` is the
+IDF-weighted share of the question's BM25 terms in the unit and ``bigrams`` the share of its
+term bigrams; ``quote = best sentence + 0.15 * overlap of the whole chunk``. Example: cosine
+0.62, overlap 0.75, one of two bigrams, chunk overlap 0.9: 0.62 + 0.3375 + 0.2 + 0.135 = 1.29.
+The highlight is the unit with the best ``cosine + 0.6 * overlap``; the top quote's highlight
+is the answer. When the highlighted sentence's cosine is under ``min_score``
 the answer says the documents do not contain one, and the quotes are returned as "nearest
 passages" (``found=False``). Weights and threshold: docs/tuning.md.
 
@@ -15,6 +16,7 @@ Non-goals: generating text; every word shown comes from a document.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,19 +116,52 @@ def weighted_overlap(
 
 @dataclass(frozen=True)
 class Scoring:
-    """Weights of the answer stage (chosen on SQuAD/SciFact, docs/tuning.md)."""
+    """Weights of the answer stage, chosen on SQuAD articles 1-12 and confirmed on 13-24
+    (docs/tuning.md): fused retrieval only picks the ``depth`` candidates; the order comes
+    from their sentences and term coverage."""
 
-    lexical_weight: float = 0.3  # weight of query-term overlap next to sentence cosine
-    retrieval_weight: float = 0.5  # weight of the chunk's fused retrieval score (max-normalised)
-    depth: int = 20  # fused hits re-scored by their best sentence
+    lexical_weight: float = 0.45  # IDF-weighted question-term overlap of a sentence
+    bigram_weight: float = 0.4  # share of the question's term bigrams found in a sentence
+    chunk_weight: float = 0.15  # IDF-weighted question-term overlap of the whole chunk
+    highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
+    depth: int = 40  # fused hits re-scored
     min_score: float = 0.35  # best sentence cosine below this: "not found"
+
+
+def _bigrams(terms: Sequence[str]) -> set[tuple[str, str]]:
+    return set(itertools.pairwise(terms))
+
+
+def _rescore(
+    q_terms: list[str],
+    gen: Generation,
+    row: int,
+    query_vec: np.ndarray,
+    idf: dict[str, float],
+    scoring: Scoring,
+) -> tuple[float, float, tuple[int, int]]:
+    """(quote score, cosine of the highlighted sentence, highlight span) of chunk ``row``."""
+    spans, vecs = gen.units_in(row)
+    if not len(spans):  # cannot happen in a sound index: every chunk has units
+        raise IndexCorruptError(f"{gen.dir}: chunk {row} has no sentence units")
+    text = gen.text(int(gen.chunks[row][0]))
+    cos = vecs.astype(np.float32) @ query_vec.reshape(-1)
+    terms = tokenize([text[a:b] for a, b in spans.tolist()])
+    overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
+    q_bigrams = _bigrams(q_terms)
+    bigram = np.array([len(q_bigrams & _bigrams(t)) / max(1, len(q_bigrams)) for t in terms])
+    sentence = cos + scoring.lexical_weight * overlap + scoring.bigram_weight * bigram
+    whole = weighted_overlap(q_terms, [w for t in terms for w in t], idf)
+    pick = int(np.argmax(cos + scoring.highlight_lexical_weight * overlap))
+    span = (int(spans[pick][0]), int(spans[pick][1]))
+    return float(sentence.max() + scoring.chunk_weight * whole), float(cos[pick]), span
 
 
 def answer(
     question: str, gen: Generation, hits: Sequence[Hit], query_vec: np.ndarray, top_k: int, scoring: Scoring
 ) -> Answer:
     """Build the Answer from fused hits (best first): re-score the first ``scoring.depth`` hits
-    by their best sentence, keep ``top_k``."""
+    by their sentences, keep ``top_k``."""
     chosen = list(hits[: max(top_k, scoring.depth)])
     if not chosen:
         msg = "The documents do not contain an answer" + (
@@ -135,29 +170,10 @@ def answer(
         return Answer(question, False, "", (), gen.name, msg)
     q_terms = tokenize([question])[0]
     idf = idf_weights(gen)
-    top_fused = max(h.score for h in chosen) or 1.0
-    scored: list[tuple[float, float, int, tuple[int, int]]] = []
-    for hit in chosen:
-        spans, vecs = gen.units_in(hit.row)
-        doc_row = int(gen.chunks[hit.row][0])
-        if len(spans):
-            text = gen.text(doc_row)
-            cos = (vecs.astype(np.float32) @ query_vec.reshape(-1)).tolist()
-            terms = tokenize([text[a:b] for a, b in spans.tolist()])
-            combined = [
-                c + scoring.lexical_weight * weighted_overlap(q_terms, t, idf)
-                for c, t in zip(cos, terms, strict=True)
-            ]
-            best = int(np.argmax(combined))
-            span = (int(spans[best][0]), int(spans[best][1]))
-            sent_score, sent_cos = combined[best], cos[best]
-        else:  # cannot happen in a sound index: every chunk has units
-            raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} has no sentence units")
-        final = sent_score + scoring.retrieval_weight * hit.score / top_fused
-        scored.append((final, sent_cos, hit.row, span))
+    scored = [(*_rescore(q_terms, gen, hit.row, query_vec, idf, scoring), hit.row) for hit in chosen]
     scored.sort(key=lambda t: -t[0])
     quotes = []
-    for final, _, row, span in scored[:top_k]:
+    for final, _, span, row in scored[:top_k]:
         doc_row, start, end = (int(x) for x in gen.chunks[row])
         doc = gen.document(doc_row)
         text = doc.text[start:end]

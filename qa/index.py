@@ -34,12 +34,7 @@ class Index:
         self.settings = settings
         self.warnings = warnings
         self._reload_lock = threading.Lock()
-        self.scoring = answering.Scoring(
-            lexical_weight=settings.lexical_weight,
-            retrieval_weight=settings.retrieval_weight,
-            depth=settings.rerank_depth,
-            min_score=settings.min_score,
-        )
+        self.scoring = answering.Scoring(depth=settings.rerank_depth, min_score=settings.min_score)
 
     @classmethod
     def load(

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         100, ge=1, le=10_000, description="Chunks taken from each retriever before fusion."
     )
     dense_weight: float = Field(
-        0.5,
+        0.3,
         ge=0.0,
         le=1.0,
         description="Weight of the dense ranking in fusion; BM25 gets 1 - dense_weight. "
@@ -47,16 +47,7 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1, le=1000, description="Rank constant of reciprocal-rank fusion.")
     rerank_depth: int = Field(
-        20,
-        ge=1,
-        le=1000,
-        description="Fused hits re-scored by their best sentence before the top k are kept.",
-    )
-    lexical_weight: float = Field(
-        0.3, ge=0.0, le=10.0, description="Weight of question-term overlap in sentence scores."
-    )
-    retrieval_weight: float = Field(
-        0.5, ge=0.0, le=10.0, description="Weight of the fused retrieval score in quote scores."
+        40, ge=1, le=1000, description="Fused hits re-scored by their sentences before the top k are kept."
     )
     min_score: float = Field(
         0.35,
