@@ -51,8 +51,8 @@ def features(index, questions, depth=40):
             ut = retrieval.tokenize([text[a:b] for a, b in spans.tolist()])
             cos = uv.astype(np.float32) @ vec
             ov = np.array([weighted_overlap(qt, t, idf) for t in ut])
-            qb = set(zip(qt, qt[1:], strict=False))
-            bg = np.array([len(qb & set(zip(t, t[1:], strict=False))) / max(1, len(qb)) for t in ut])
+            qb = set(itertools.pairwise(qt))
+            bg = np.array([len(qb & set(itertools.pairwise(t))) / max(1, len(qb)) for t in ut])
             ans = np.array([any(g in text[a:b] for g in q.answers) for a, b in spans.tolist()])
             items.append(
                 (
