@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,8 @@ Span = tuple[int, int]
 _BLOCK_START = re.compile(r"[ \t]*(?:#{1,6}\s|[-*+]\s|\d{1,3}[.)]\s|>|\|)")
 # A Markdown ATX heading line: the block always ends after it, however long it is.
 _HEADING = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
+# Longest stretch of text handed to blingfire at once (see _windows).
+MAX_SPLIT_CHARS = 50_000
 _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
 
 
@@ -71,6 +74,25 @@ def _blocks(text: str) -> list[Span]:
     return blocks
 
 
+def _windows(text: str, blocks: list[Span]) -> Iterator[Span]:
+    """The blocks, with any block longer than ``MAX_SPLIT_CHARS`` cut into consecutive windows.
+
+    blingfire allocates about 20 bytes per input byte and its Python wrapper loops over every
+    byte: a single 20 MB block (text without blank lines) took 1 GB. Windows end at the last
+    line break, else the last whitespace, else after ``MAX_SPLIT_CHARS`` characters.
+    """
+    size = MAX_SPLIT_CHARS
+    for start, end in blocks:
+        while end - start > size:
+            limit = start + size
+            cut = text.rfind("\n", start + 1, limit)
+            if cut < 0:
+                cut = next((i for i in range(limit - 1, start, -1) if text[i].isspace()), limit)
+            yield start, cut
+            start = cut
+        yield start, end
+
+
 def split_sentences(text: str) -> list[Span]:
     """Sentence spans (whitespace-trimmed) that together cover every non-blank character.
 
@@ -80,7 +102,7 @@ def split_sentences(text: str) -> list[Span]:
     import blingfire
 
     spans: list[Span] = []
-    for b_start, b_end in _blocks(text):
+    for b_start, b_end in _windows(text, _blocks(text)):
         block = text[b_start:b_end]
         if not block.strip():
             continue

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from qa import chunking
 from qa.chunking import Chunked, chunk_text, split_sentences
 from tests.conftest import FakeEmbedder
 
@@ -126,6 +127,31 @@ def test_sentences_cover_and_are_trimmed(text: str) -> None:
         assert not text[s].isspace() and not text[e - 1].isspace()
         covered.update(range(s, e))
     assert all(i in covered for i, ch in enumerate(text) if not ch.isspace())
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=texts, p=params)
+def test_chunk_invariants_with_small_split_windows(text: str, p: tuple[int, int]) -> None:
+    """Long blocks go to the sentence splitter in windows (memory bound); with 37-character
+    windows every block is windowed, and the invariants must still hold."""
+    max_tokens, overlap = p
+    starts = FAKE.token_starts(text)
+    original = chunking.MAX_SPLIT_CHARS
+    chunking.MAX_SPLIT_CHARS = 37
+    try:
+        out = chunk_text(text, starts, max_tokens, overlap)
+    finally:
+        chunking.MAX_SPLIT_CHARS = original
+    check_invariants(text, starts, max_tokens, overlap, out)
+
+
+def test_huge_block_is_split_in_windows_with_bounded_memory() -> None:
+    """200k characters without a blank line: sentences are still found, window by window."""
+    text = "A line of hard-wrapped prose that ends with a full stop here.\n" * 3300
+    assert len(text) > 4 * chunking.MAX_SPLIT_CHARS
+    spans = split_sentences(text)
+    assert len(spans) == 3300
+    assert all(text[s:e].endswith("here.") for s, e in spans)
 
 
 def _sentences(text: str) -> list[str]:
