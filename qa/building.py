@@ -13,6 +13,7 @@ chunks are embedded.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -296,11 +297,11 @@ def build_index(
                 manifest,
             )
             store.set_live(root, name)
-        except OSError as exc:
+        except (OSError, sqlite3.Error, RuntimeError) as exc:  # faiss raises RuntimeError on I/O
             store.clean_leftovers(root)
+            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
             raise BuildError(
-                f"writing the index to {root} failed ({exc.strerror or exc}); "
-                "the previous index is still live"
+                f"writing the index to {root} failed ({reason}); the previous index is still live"
             ) from exc
         store.prune(root, settings.keep_generations)
         report("writing", 1, 1)

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from qa.documents import Document
-from qa.errors import BuildLockedError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from qa.errors import BuildError, BuildLockedError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +125,16 @@ def build_lock(root: Path) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(root / LOCK), timeout=0)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except Timeout:
         raise BuildLockedError(f"another build of {root} is running: wait for it to finish") from None
+    except OSError as exc:
+        raise BuildError(
+            f"cannot take the build lock in {root} ({exc.strerror or exc}): is the folder writable?"
+        ) from exc
     try:
         yield
     finally:
@@ -142,7 +146,11 @@ def clean_leftovers(root: Path) -> list[str]:
     removed = []
     for p in root.iterdir() if root.is_dir() else []:
         if p.name.startswith(".tmp-") or (p.name.startswith(f".{POINTER}.") and p.name.endswith(".tmp")):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            try:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+            except OSError as exc:  # e.g. a read-only folder: reported, retried by the next build
+                log.warning("cannot remove leftover %s: %s", p, exc)
+                continue
             removed.append(p.name)
     return removed
 
