@@ -13,6 +13,7 @@ chunks are embedded.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -298,8 +299,10 @@ def build_index(
             )
             store.set_live(root, name)
         except (OSError, sqlite3.Error, RuntimeError) as exc:  # faiss raises RuntimeError on I/O
-            store.clean_leftovers(root)
             reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
+            if "space" not in reason.lower() and shutil.disk_usage(root).free < 2**20:
+                reason = f"no space left on device: {reason}"
+            store.clean_leftovers(root)
             raise BuildError(
                 f"writing the index to {root} failed ({reason}); the previous index is still live"
             ) from exc
