@@ -65,6 +65,8 @@ DOCX_MAX_UNCOMPRESSED = 512 * 2**20
 DOCX_MAX_RATIO = 200
 ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
 WORKER_MEMORY_BYTES = 3 * 2**30
+# Location labels are cut to this many characters (a "heading" can be a whole page of text).
+LABEL_CHARS = 200
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -238,7 +240,13 @@ _SKIP_TAGS = frozenset(["script", "style", "noscript", "template", "head", "ifra
 
 
 def parse_html(data: bytes) -> Parsed:
-    """HTML: visible text with blocks separated by newlines and a location at each heading."""
+    """HTML: visible text with blocks separated by newlines and a location at each heading.
+
+    One iterative pass over the parse tree keeps the stack of open elements (the current
+    node's ancestors), so each element is opened and closed exactly once: deep nesting can
+    neither exhaust the stack nor take quadratic time, and a block's end is known (text after
+    ``</p>`` or ``</h2>`` starts a new line). A heading's label is its own text.
+    """
     from bs4 import BeautifulSoup, NavigableString, Tag
 
     raw, note = decode_text(data)
@@ -248,53 +256,80 @@ def parse_html(data: bytes) -> Parsed:
     locations: Locations = []
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     headings: list[tuple[int, str]] = []
-    skip_until: Any = None  # last element of a skipped subtree: skipping ends after it
+    heading: Any = None  # the open heading element
+    heading_at = 0  # its index in ``locations``
+    heading_text: list[str] = []
+    skipping: Any = None  # the open element whose content is not text (script, style...)
+    in_pre = 0  # open <pre> elements: whitespace is kept inside them
+    stack: list[Any] = []  # open elements, outermost first
 
     def emit(s: str) -> None:
         nonlocal length
         parts.append(s)
         length += len(s)
+        if heading is not None and sum(map(len, heading_text)) < LABEL_CHARS:
+            heading_text.append(s)
 
-    def ends_with_break() -> bool:
-        return not parts or parts[-1].endswith("\n")
+    def block_break() -> None:
+        if parts and not parts[-1].endswith("\n"):
+            emit("\n")
+
+    def close_heading() -> None:
+        nonlocal heading, headings
+        if heading is None:
+            return
+        level = int(heading.name[1])
+        name = " ".join("".join(heading_text).split())[:LABEL_CHARS]
+        headings = [(lvl, t) for lvl, t in headings if lvl < level] + [(level, name)]
+        locations[heading_at] = (locations[heading_at][0], " > ".join(t for _, t in headings if t))
+        heading = None
+        heading_text.clear()
+
+    def close(tag: Any) -> None:
+        nonlocal skipping, in_pre
+        if tag is skipping:
+            skipping = None
+        elif skipping is None:
+            if tag is heading:
+                close_heading()
+            if tag.name in _BLOCK_TAGS:
+                block_break()
+            if tag.name == "pre":
+                in_pre -= 1
 
     if title:
         emit(title + "\n\n")
         locations.append((0, title))
     for el in soup.descendants:  # iterative walk: deep nesting cannot exhaust the stack
-        if skip_until is not None:
-            if el is skip_until:
-                skip_until = None
-            continue
+        while stack and stack[-1] is not el.parent:
+            close(stack.pop())
         if isinstance(el, Tag):
-            if el.name in _SKIP_TAGS or el.name == "title":
-                last = _last_descendant(el)
-                # An empty element has nothing to skip (waiting for it would skip the rest).
-                skip_until = last if last is not el else None
+            stack.append(el)
+            if skipping is not None:
                 continue
-            if el.name in _BLOCK_TAGS and not ends_with_break():
-                emit("\n")
+            if el.name in _SKIP_TAGS or el.name == "title":
+                skipping = el
+                continue
+            if el.name in _BLOCK_TAGS:
+                block_break()
+            if el.name == "pre":
+                in_pre += 1
             if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
-                level = int(el.name[1])
-                name = el.get_text(" ", strip=True)
-                headings = [(lvl, t) for lvl, t in headings if lvl < level] + [(level, name)]
-                if not ends_with_break():
-                    emit("\n")
-                locations.append((length, " > ".join(t for _, t in headings if t)))
-        elif type(el) is NavigableString:
-            s = re.sub(r"\s+", " ", str(el))
-            if ends_with_break() or (parts and parts[-1].endswith(" ")):
-                s = s.lstrip()
+                close_heading()
+                heading, heading_at = el, len(locations)
+                locations.append((length, ""))
+        elif skipping is None and type(el) is NavigableString:
+            if in_pre:  # preformatted: lines and spacing are the content
+                s = str(el)
+            else:
+                s = re.sub(r"\s+", " ", str(el))
+                if not parts or parts[-1].endswith(("\n", " ")):
+                    s = s.lstrip()
             if s:
                 emit(s)
-    return "".join(parts), locations, note
-
-
-def _last_descendant(tag: Any) -> Any:
-    last = tag
-    while getattr(last, "contents", None):
-        last = last.contents[-1]
-    return last
+    while stack:
+        close(stack.pop())
+    return "".join(parts).rstrip("\n"), locations, note
 
 
 def parse_pdf(data: bytes) -> Parsed:
@@ -502,7 +537,7 @@ def _clean(text: str, locations: Locations, note: str) -> Parsed:
     with one-line labels (a Setext heading or an HTML heading may span lines)."""
     if _SURROGATE.search(text):
         text = _SURROGATE.sub("\ufffd", text)
-    labels = ((int(off), " ".join(str(label).split())) for off, label in locations)
+    labels = ((int(off), " ".join(str(label).split())[:LABEL_CHARS]) for off, label in locations)
     kept = sorted(
         ((off, label) for off, label in labels if 0 <= off < len(text) and label), key=lambda x: x[0]
     )
