@@ -627,8 +627,7 @@ class IsolatedParser:
     def __init__(self, timeout: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
-        self._proc: BaseProcess | None = None
-        self._conn: multiprocessing.connection.Connection | None = None
+        self._worker: tuple[BaseProcess, multiprocessing.connection.Connection] | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> IsolatedParser:
@@ -646,28 +645,29 @@ class IsolatedParser:
         proc = ctx.Process(target=_worker_main, args=(child, self.memory_bytes), daemon=True)
         proc.start()
         child.close()
-        self._proc, self._conn = proc, parent
-        ready = multiprocessing.connection.wait([parent, proc.sentinel], timeout=120)
-        if parent not in ready:
-            self.close()
-            raise DocumentError("the isolated parser process did not start: check memory limits")
+        self._worker = proc, parent
         try:
+            if parent not in multiprocessing.connection.wait([parent, proc.sentinel], timeout=120):
+                raise EOFError
             parent.recv()
         except (EOFError, OSError) as exc:
             self.close()
-            raise DocumentError("the isolated parser process failed to start") from exc
+            raise DocumentError(
+                "the parser process could not start (is memory short, or is qa run from an "
+                "interactive session that child processes cannot re-import?)"
+            ) from exc
         return proc, parent
 
     def close(self) -> None:
         """Stop the worker process, if any."""
-        proc, conn = self._proc, self._conn
-        self._proc = self._conn = None
-        if conn is not None:
-            conn.close()
-        if proc is not None:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(5)
+        if self._worker is None:
+            return
+        proc, conn = self._worker
+        self._worker = None
+        conn.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
 
     def parse(self, fmt: str, data: bytes) -> Parsed:
         """Parse like ``parse`` but in the worker for risky formats.
@@ -678,8 +678,7 @@ class IsolatedParser:
         if fmt not in ISOLATED_FORMATS:
             return parse(fmt, data)
         with self._lock:
-            proc, conn = (self._proc, self._conn) if self._conn is not None else self._start()
-            assert proc is not None
+            proc, conn = self._worker or self._start()
             try:
                 conn.send((fmt, data))
                 ready = multiprocessing.connection.wait([conn, proc.sentinel], self.timeout)

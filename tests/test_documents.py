@@ -668,9 +668,9 @@ def test_isolated_parser_memory_limit() -> None:
 def test_isolated_parser_reports_a_crash_at_once() -> None:
     with IsolatedParser(timeout=60) as parser:
         parser.parse("html", b"<p>warm up</p>")
-        proc = parser._proc
-        assert proc is not None and proc.pid is not None
-        pid = proc.pid
+        assert parser._worker is not None
+        pid = parser._worker[0].pid
+        assert pid is not None
         killer = threading.Timer(0.3, lambda: os.kill(pid, signal.SIGKILL))
         killer.start()
         t0 = time.perf_counter()
