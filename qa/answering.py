@@ -125,7 +125,7 @@ class Scoring:
     chunk_weight: float = 0.15  # IDF-weighted question-term overlap of the whole chunk
     highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
     depth: int = 40  # fused hits re-scored
-    min_score: float = 0.35  # best sentence cosine below this: "not found"
+    min_score: float = 0.45  # highlighted sentence's cosine below this: "not found"
 
 
 def _bigrams(terms: Sequence[str]) -> set[tuple[str, str]]:

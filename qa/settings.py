@@ -50,11 +50,12 @@ class Settings(BaseSettings):
         40, ge=1, le=1000, description="Fused hits re-scored by their sentences before the top k are kept."
     )
     min_score: float = Field(
-        0.35,
+        0.45,
         ge=-1.0,
         le=1.0,
-        description="Below this answer-sentence score the documents are said not to contain an "
-        "answer. Calibrated on held-out SQuAD articles (see docs/tuning.md).",
+        description="Below this cosine of the answering sentence the documents are said not to "
+        "contain an answer (nearest passages still shown). Calibrated on SQuAD: best balanced "
+        "accuracy, see docs/tuning.md.",
     )
     max_file_mb: float = Field(
         64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."
