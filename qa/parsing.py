@@ -124,25 +124,51 @@ def _guess_utf16(data: bytes) -> str | None:
     return None
 
 
-_HIGH_RUN = re.compile(rb"[\x80-\xff]{2}")
+# Three non-ASCII bytes in a row do not happen in Western European text in a single-byte
+# code page (accents sit inside ASCII words); they do in Cyrillic, Greek, CJK...
+_HIGH_RUN = re.compile(rb"[\x80-\xff]{3}")
 # Windows-1252 = Latin-1 except 0x80-0x9F, where it has printable characters (but 5 holes).
 _CP1252_C1 = {
     i: bytes([i]).decode("cp1252") for i in range(0x80, 0xA0) if i not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
 }
+_CP1252_SYMBOLS = frozenset("€‚„…†‡‰‹›‘’“”•–—˜™\xa0¡¢£¤¥¦§¨©ª«¬\xad®¯°±²³´µ¶·¸¹º»¼½¾¿×÷")
+
+
+def _western(data: bytes) -> str | None:
+    """The bytes as Windows-1252 when that reads as Western European text, else None.
+
+    Plausible means: no run of three non-ASCII bytes, and every non-ASCII character is a
+    Latin letter or common punctuation (bytes 1252 leaves undefined fail this).
+    """
+    if _HIGH_RUN.search(data) is not None or b"\x00" in data:
+        return None
+    text = data.decode("latin-1").translate(_CP1252_C1)
+    for ch in {c for c in text if ord(c) >= 0x80}:
+        if ch in _CP1252_SYMBOLS:
+            continue
+        if not (unicodedata.category(ch).startswith("L") and "LATIN" in unicodedata.name(ch, "")):
+            return None
+    return text
 
 
 def _decode_guess(data: bytes) -> tuple[str, str]:
     """Decode bytes that are not valid UTF-8, deterministically, and say how.
 
-    When every non-ASCII byte stands alone between ASCII bytes, the text is Western text in a
-    single-byte code page (accented letters in ASCII words): Windows-1252, read as Latin-1
-    where 1252 leaves a byte undefined. Detectors guess wildly on such text ("café" comes
-    back as Urdu or UTF-16). Otherwise charset-normalizer chooses; failing that, UTF-8 with
-    replacement characters.
+    In order: UTF-8 with replacement characters when at least half the non-ASCII sequences
+    are valid UTF-8 (a few stray bytes in a UTF-8 file); Windows-1252 when it reads as Western
+    European text (detectors guess wildly on short Western text: "café" came back as Urdu
+    or UTF-16, French as Central European); charset-normalizer's best guess otherwise
+    (Cyrillic, Greek, CJK...); and UTF-8 with replacement characters as the last resort.
     """
-    if _HIGH_RUN.search(data) is None and b"\x00" not in data:
-        text = data.decode("latin-1").translate(_CP1252_C1)
-        return text, "not valid UTF-8: decoded as cp1252 (isolated accented characters)"
+    as_utf8 = data.decode("utf-8", errors="replace")
+    bad = as_utf8.count("\ufffd") - data.count("\ufffd".encode())
+    good = sum(1 for ch in as_utf8 if ord(ch) >= 0x80) - bad
+    replaced = f"invalid UTF-8: {bad} undecodable byte sequence(s) replaced with U+FFFD"
+    if good >= bad and good:
+        return as_utf8, replaced
+    western = _western(data)
+    if western is not None:
+        return western, "not valid UTF-8: decoded as cp1252 (Western European text)"
     if b"\x00" not in data:
         from charset_normalizer import from_bytes
 
@@ -152,9 +178,7 @@ def _decode_guess(data: bytes) -> tuple[str, str]:
                 return data.decode(best.encoding), f"not valid UTF-8: decoded as {best.encoding} (detected)"
             except (UnicodeDecodeError, LookupError):
                 pass  # the detector only sampled the bytes: fall back to UTF-8 with replacement
-    text = data.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd")
-    return text, f"invalid UTF-8: {bad} undecodable byte sequence(s) replaced with U+FFFD"
+    return as_utf8, replaced
 
 
 def _control_ratio(text: str) -> float:

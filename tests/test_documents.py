@@ -269,7 +269,7 @@ EXPECTED_SKIPS = {
 }
 # file name -> regex of the build note saying how it was decoded
 EXPECTED_NOTES = {
-    "latin1.txt": r"^not valid UTF-8: decoded as cp1252 \(isolated accented characters\)$",
+    "latin1.txt": r"^not valid UTF-8: decoded as cp1252 \(Western European text\)$",
     "utf16.txt": r"^decoded as UTF-16 \(byte order mark\)$",
     "invalid.txt": r"^invalid UTF-8: 1 undecodable byte sequence\(s\) replaced with U\+FFFD$",
     "utf16-nobom.txt": r"^no byte order mark: decoded as UTF-16-LE",
@@ -396,10 +396,30 @@ def test_decoding_is_deterministic(data: bytes) -> None:
     assert first[1], "a non-UTF-8 file must come with a note"
 
 
-def test_short_latin1_is_not_guessed_as_utf16() -> None:
-    """charset-normalizer calls 4 bytes of Latin-1 "UTF-16-BE"; that must not happen."""
-    text, note = parsing.decode_text("café".encode("latin-1"))
-    assert text == "café", (text, note)
+@pytest.mark.parametrize(
+    ("text", "encoding", "note"),
+    [
+        ("café", "latin-1", "cp1252"),  # the detector alone said UTF-16-BE, then Urdu
+        ("ação e coração", "latin-1", "cp1252"),  # ... and Big5 for "ação"
+        ("Ça s'écrit «très» bien, où êtes-vous? Cœur.", "cp1252", "cp1252"),  # ... and cp1250
+        ("Zażółć gęślą jaźń", "cp1250", "cp1250"),
+        ("Привет мир, это текст.", "cp1251", "cp1251"),
+        ("Ελληνικό κείμενο εδώ.", "cp1253", "cp1253"),
+        ("中文文本，这是一个测试。", "gbk", "gb18030"),
+        ("日本語のテキストです。", "shift_jis", "cp932"),
+    ],
+)
+def test_legacy_encodings_decode_correctly(text: str, encoding: str, note: str) -> None:
+    decoded, how = parsing.decode_text(text.encode(encoding))
+    assert decoded == text
+    assert f"decoded as {note} " in how
+
+
+def test_stray_bytes_in_utf8_keep_the_utf8() -> None:
+    data = "Ελληνικά and café in UTF-8, ".encode() + "café".encode("latin-1")
+    text, note = parsing.decode_text(data)
+    assert text == "Ελληνικά and café in UTF-8, caf\ufffd"
+    assert note.startswith("invalid UTF-8: 1 undecodable")
 
 
 def test_decode_refuses_binary() -> None:
