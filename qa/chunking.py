@@ -6,9 +6,15 @@ A chunk is a (start, end) character span of one document; its text is always
 Worked example, with ``max_tokens=200`` and ``overlap=1``: sentences of 90, 80, 70 and
 60 tokens give chunk A = s1+s2 (170 tokens; adding s3 would make 240) and chunk B = s2+s3+s4
 (s2 repeated as overlap, 210 > 200, so B = s2+s3 = 150) and chunk C = s3+s4 (130).
-A sentence longer than ``max_tokens`` is cut at token boundaries into pieces that fit.
+Fewer units are repeated when the overlap and the next new sentence would not fit together,
+so every chunk brings new text. A sentence longer than ``max_tokens`` is cut at token
+boundaries (between words when possible) into pieces that fit.
 
-Invariant (property-tested): every non-blank character belongs to at least one chunk.
+Invariants (property-tested): every non-blank character belongs to at least one chunk;
+chunks and units are trimmed, non-empty spans; units are sorted, disjoint and each inside a
+chunk; a chunk holds at most ``max_tokens`` token starts (unless more than that many tokens
+start at one offset); chunk starts and ends strictly increase; consecutive chunks share at
+most ``overlap`` units.
 Non-goals: semantic chunking, layout-aware chunking of tables.
 """
 
@@ -175,7 +181,7 @@ def chunk_text(text: str, token_starts: np.ndarray, max_tokens: int, overlap: in
         text: the document text all spans refer to.
         token_starts: sorted character offsets where the model's tokens start.
         max_tokens: most tokens per chunk (excluding the model's special tokens).
-        overlap: whole units repeated at the start of the next chunk.
+        overlap: at most this many whole units repeated at the start of the next chunk.
 
     Returns:
         The chunks, the units (sentences or sentence pieces) and token counts per chunk.
