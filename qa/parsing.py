@@ -594,10 +594,6 @@ def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int)
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     _one_malloc_arena()
-    # Failures come back as reasons; tracebacks of a worker dying of MemoryError would only
-    # clutter the build's terminal.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
     logging.getLogger("pypdf").setLevel(logging.ERROR)  # warnings on malformed files are noise
     # Import before saying "ready" so import time never counts against a file's time limit.
     import bs4  # noqa: F401
@@ -605,6 +601,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int)
     import markdown_it  # noqa: F401
     import pypdf  # noqa: F401
 
+    # From here on failures come back as reasons; tracebacks of a worker dying of
+    # MemoryError would only clutter the build's terminal. (Start-up errors stay visible.)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     conn.send(("ready", None, None, ""))
     while True:
         try:
