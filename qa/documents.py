@@ -88,17 +88,6 @@ def _unsafe_name(name: str) -> bool:
     return any(unicodedata.category(ch).startswith("C") for ch in name) or name in ("..", ".")
 
 
-def _size(n: float) -> str:
-    """A byte count for people: ``512 bytes``, ``10.2 KiB``, ``64 MiB``."""
-    if n < 1024:
-        return f"{n:.0f} bytes"
-    for unit in ("KiB", "MiB", "GiB"):
-        n /= 1024
-        if n < 1024 or unit == "GiB":
-            break
-    return f"{n:.1f} {unit}".replace(".0 ", " ")
-
-
 def _symlink_problem(path: Path, root: Path) -> str | None:
     """Why the symlink ``path`` is not followed, or None when it resolves inside the corpus."""
     try:
@@ -161,8 +150,8 @@ def discover(corpus: Path, max_bytes: int) -> tuple[list[SourceFile], list[Skipp
             skipped.append(
                 Skipped(
                     rel,
-                    f"file too large: {_size(size)} is over the {_size(max_bytes)} limit "
-                    "(raise QA_MAX_FILE_MB to index it)",
+                    f"file too large: {parsing.human_size(size)} is over the "
+                    f"{parsing.human_size(max_bytes)} limit (raise QA_MAX_FILE_MB to index it)",
                 )
             )
             continue

@@ -451,8 +451,8 @@ def parse_docx(data: bytes) -> Parsed:
     packed = max(1, sum(i.compress_size for i in infos))
     if declared > DOCX_MAX_UNCOMPRESSED or declared / packed > DOCX_MAX_RATIO:
         raise DocumentError(
-            f"refused as a possible zip bomb: declares {declared / 2**20:.0f} MiB uncompressed from "
-            f"{packed / 2**20:.1f} MiB (limits: {DOCX_MAX_UNCOMPRESSED // 2**20} MiB, "
+            f"refused as a possible zip bomb: declares {human_size(declared)} uncompressed from "
+            f"{human_size(packed)} (limits: {human_size(DOCX_MAX_UNCOMPRESSED)}, "
             f"{DOCX_MAX_RATIO}:1 compression)"
         )
     import docx
@@ -539,6 +539,17 @@ def _heading_level(style: str) -> int:
         return 1
     m = re.fullmatch(r"Heading (\d)", style)
     return int(m.group(1)) if m else 0
+
+
+def human_size(n: float) -> str:
+    """A byte count for people: ``512 bytes``, ``10.2 KiB``, ``64 MiB``."""
+    if n < 1024:
+        return f"{n:.0f} bytes"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if n < 1024 or unit == "GiB":
+            break
+    return f"{n:.1f} {unit}".replace(".0 ", " ")
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:
