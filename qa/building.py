@@ -13,6 +13,7 @@ chunks are embedded.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import sqlite3
 import time
@@ -28,9 +29,11 @@ from qa import __version__, chunking, store
 from qa.documents import Document, Skipped, discover, file_hash, parse_document, read_source
 from qa.embedding import Embedder, get_embedder
 from qa.errors import BuildError, DocumentError, IndexNotFoundError, QAError
-from qa.parsing import IsolatedParser
+from qa.parsing import PARSER_VERSION, IsolatedParser
 from qa.retrieval import BM25_PARAMS, build_bm25
 from qa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # progress(stage, done, total): stages are "parsing", "embedding", "writing".
 BuildProgress = Callable[[str, int, int], None]
@@ -109,18 +112,17 @@ def _chunks_of(text: str, embedder: Embedder, max_tokens: int, overlap: int) -> 
 
 def _load_previous(
     root: Path, embedder: Embedder, manifest_chunking: dict[str, Any], full: bool
-) -> tuple[_Docs, _Vectors, list[str]]:
+) -> tuple[_Docs, _Vectors, list[str], dict[str, str]]:
+    """Reusable documents, vectors by chunk key, warnings, and the previous content hashes."""
     if full:
-        return {}, {}, []
+        return {}, {}, [], {}
     try:
         gen, warnings = store.open_live(root, embedder.fingerprint)
     except IndexNotFoundError:
-        return {}, {}, []
+        return {}, {}, [], {}
     except QAError as exc:  # corrupt or another model: build from scratch
-        return {}, {}, [f"previous index not reused: {exc}"]
+        return {}, {}, [f"previous index not reused: {exc}"], {}
     try:
-        if gen.manifest.get("chunking") != manifest_chunking:
-            return {}, {}, [*warnings, "chunking settings changed: every document is re-chunked"]
         import faiss
 
         n = gen.index.ntotal
@@ -128,12 +130,18 @@ def _load_previous(
         vecs = flat.reconstruct_n(0, n) if n else np.zeros((0, gen.index.d), np.float32)
         per_doc: dict[int, list[_Chunk]] = {}
         vectors: _Vectors = {}
+        hashes = {info.id: info.hash for info in gen.documents}
         for row, (doc_row, start, end) in enumerate(gen.chunks.tolist()):
             spans, unit_vecs = gen.units_in(row)
             per_doc.setdefault(doc_row, []).append(_Chunk(start, end, tuple(map(tuple, spans.tolist()))))
             vectors[bytes(gen.chunk_keys[row])] = (vecs[row], np.asarray(unit_vecs))
+        if gen.manifest.get("chunking") != manifest_chunking:
+            # Parser or chunking changed: every document is parsed and chunked again, but a
+            # chunk whose text and sentences come out the same still reuses its vectors.
+            note = "parser or chunking settings changed: every document is re-parsed"
+            return {}, vectors, [*warnings, note], hashes
         docs = {info.id: (gen.document(info.row), per_doc.get(info.row, [])) for info in gen.documents}
-        return docs, vectors, warnings
+        return docs, vectors, warnings, hashes
     finally:
         gen.close()
 
@@ -176,6 +184,7 @@ def build_index(
         "max_tokens": max_tokens,
         "overlap_sentences": settings.chunk_overlap,
         "splitter": "blingfire",
+        "parser_version": PARSER_VERSION,
     }
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -186,7 +195,7 @@ def build_index(
         raise BuildError(f"cannot create index folder {root}: {exc.strerror}") from exc
     with store.build_lock(root):
         store.clean_leftovers(root)
-        prev_docs, prev_vectors, warnings = _load_previous(root, embedder, chunking_params, full)
+        prev_docs, prev_vectors, warnings, prev_hashes = _load_previous(root, embedder, chunking_params, full)
         timings["scan"] = time.perf_counter() - t0
 
         t = time.perf_counter()
@@ -200,22 +209,29 @@ def build_index(
                 report("parsing", i, len(sources))
                 try:
                     data = read_source(src)
+                    digest = file_hash(data)
                     old = prev_docs.get(src.id)
-                    if old is not None and old[0].hash == file_hash(data):
+                    if old is not None and old[0].hash == digest:
                         docs.append(old)
                         unchanged.append(src.id)
                         continue
                     doc = parse_document(src, data, parser.parse)
+                    chunks = _chunks_of(doc.text, embedder, max_tokens, settings.chunk_overlap)
                 except DocumentError as exc:
                     skipped.append(Skipped(src.id, str(exc)))
                     continue
-                docs.append((doc, _chunks_of(doc.text, embedder, max_tokens, settings.chunk_overlap)))
-                (changed if old is not None else added).append(src.id)
+                except Exception as exc:  # a bug on one document must not stop the build: report it
+                    log.exception("chunking %s failed", src.id)
+                    skipped.append(Skipped(src.id, f"could not be chunked ({type(exc).__name__}: {exc})"))
+                    continue
+                docs.append((doc, chunks))
+                before = prev_hashes.get(src.id)
+                (added if before is None else unchanged if before == digest else changed).append(src.id)
                 if doc.note:
                     notes.append(Skipped(doc.id, doc.note))
         report("parsing", len(sources), len(sources))
         present = {d.id for d, _ in docs}
-        removed = sorted(set(prev_docs) - present)
+        removed = sorted(set(prev_hashes) - present)
         timings["parse"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -64,6 +64,9 @@ _NO_BOM_GUESS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf
 DOCX_MAX_UNCOMPRESSED = 512 * 2**20
 DOCX_MAX_RATIO = 200
 ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
+# Bump when a parser's output changes: indexes built before re-parse every document once
+# (vectors of unchanged chunks are still reused).
+PARSER_VERSION = 2
 WORKER_MEMORY_BYTES = 3 * 2**30
 # Location labels are cut to this many characters (a "heading" can be a whole page of text).
 LABEL_CHARS = 200

@@ -61,7 +61,9 @@ class Settings(BaseSettings):
         64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."
     )
     parse_timeout: float = Field(
-        60.0, gt=0, description="Seconds one PDF/DOCX/HTML file may take to parse before it is skipped."
+        60.0,
+        gt=0,
+        description="Seconds one PDF/DOCX/HTML/Markdown file may take to parse before it is skipped.",
     )
     max_question_chars: int = Field(2000, ge=1, description="Longer questions are refused with a message.")
     threads: int = Field(

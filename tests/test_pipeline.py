@@ -122,3 +122,34 @@ def test_empty_corpus_builds_empty_index(tmp_path: Path, settings: qa.Settings, 
     assert report.chunks == 0 and report.failed[0].id == "blank.txt"
     answer = qa.Index.load(tmp_path / "idx", settings, embedder=fake).ask("anything?")
     assert not answer.found and answer.quotes == ()
+
+
+def test_parser_change_reparses_but_reuses_vectors(
+    settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = build(settings, fake)
+    monkeypatch.setattr("qa.building.PARSER_VERSION", 999)
+    fake.encoded.clear()
+    again = build(settings, fake)
+    assert again.unchanged == ["openai-foxconn-ai-hardware.txt"] and again.changed == again.added == []
+    assert again.chunks_embedded == 0 and again.chunks_reused == first.chunks
+    assert any("re-parsed" in n.reason for n in again.notes)
+
+
+def test_chunking_bug_on_one_document_is_reported(
+    settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (settings.corpus / "bad.txt").write_text("This one breaks the chunker.")
+    real = qa.building._chunks_of
+
+    def flaky(text: str, *args: object) -> object:
+        if "breaks" in text:
+            raise ValueError("boom")
+        return real(text, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("qa.building._chunks_of", flaky)
+    report = build(settings, fake)
+    assert report.added == ["openai-foxconn-ai-hardware.txt"]
+    assert [(s.id, s.reason) for s in report.failed] == [
+        ("bad.txt", "could not be chunked (ValueError: boom)")
+    ]
