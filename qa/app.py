@@ -266,7 +266,12 @@ def build_ui(service: QAService) -> gr.Blocks:
         (question, found, answer, message, generation, quotes[doc, location, start, end, text,
         score, highlight])."""
         try:
-            return service.ask(question, int(k)).to_dict()
+            n = int(k)
+        except (TypeError, ValueError, OverflowError):  # API callers can send anything
+            msg = f"K must be a whole number between 1 and 100, got {str(k)[:20]!r}."
+            raise gr.Error(msg, print_exception=False) from None
+        try:
+            return service.ask(question, n).to_dict()
         except QAError as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
 
