@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import tune  # noqa: E402
-import tune_beir  # noqa: E402
+import tune
+import tune_beir
 
-from qa.evaluation import load_beir, load_squad, prepare_index  # noqa: E402
-from qa.settings import Settings  # noqa: E402
+from qa.evaluation import load_beir, load_squad, prepare_index
+from qa.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared/eval"

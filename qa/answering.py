@@ -3,8 +3,9 @@
 The first ``depth`` fused hits are re-scored by their sentence units (vectors pooled at
 build time): ``sentence = cosine + 0.45 * overlap + 0.4 * bigrams`` where ``overlap`` is the
 IDF-weighted share of the question's BM25 terms in the unit and ``bigrams`` the share of its
-term bigrams; ``quote = best sentence + 0.15 * overlap of the whole chunk``. Example: cosine
-0.62, overlap 0.75, one of two bigrams, chunk overlap 0.9: 0.62 + 0.3375 + 0.2 + 0.135 = 1.29.
+term bigrams; ``quote = best sentence + 0.5 * overlap of the whole chunk + 0.5 * chunk cosine``.
+Example: sentence cosine 0.62, overlap 0.75, one of two bigrams, chunk overlap 0.9, chunk cosine
+0.5: 0.62 + 0.3375 + 0.2 + 0.45 + 0.25 = 1.86.
 The highlight is the unit with the best ``cosine + 0.6 * overlap``; the top quote's highlight
 is the answer. When the highlighted sentence's cosine is under ``min_score``
 the answer says the documents do not contain one, and the quotes are returned as "nearest
@@ -116,13 +117,14 @@ def weighted_overlap(
 
 @dataclass(frozen=True)
 class Scoring:
-    """Weights of the answer stage, chosen on SQuAD articles 1-12 and confirmed on 13-24
-    (docs/tuning.md): fused retrieval only picks the ``depth`` candidates; the order comes
-    from their sentences and term coverage."""
+    """Weights of the answer stage, chosen jointly on SQuAD articles 1-12 and SciFact train
+    queries, confirmed on SQuAD 13-24 and SciFact test (docs/tuning.md): fused retrieval
+    picks the ``depth`` candidates; the order comes from their sentences and the chunk."""
 
     lexical_weight: float = 0.45  # IDF-weighted question-term overlap of a sentence
     bigram_weight: float = 0.4  # share of the question's term bigrams found in a sentence
-    chunk_weight: float = 0.15  # IDF-weighted question-term overlap of the whole chunk
+    chunk_weight: float = 0.5  # IDF-weighted question-term overlap of the whole chunk
+    dense_weight: float = 0.5  # cosine of the whole chunk
     highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
     depth: int = 40  # fused hits re-scored
     min_score: float = 0.45  # highlighted sentence's cosine below this: "not found"
@@ -135,12 +137,13 @@ def _bigrams(terms: Sequence[str]) -> set[tuple[str, str]]:
 def _rescore(
     q_terms: list[str],
     gen: Generation,
-    row: int,
+    hit: Hit,
     query_vec: np.ndarray,
     idf: dict[str, float],
     scoring: Scoring,
 ) -> tuple[float, float, tuple[int, int]]:
-    """(quote score, cosine of the highlighted sentence, highlight span) of chunk ``row``."""
+    """(quote score, cosine of the highlighted sentence, highlight span) of a hit's chunk."""
+    row = hit.row
     spans, vecs = gen.units_in(row)
     if not len(spans):  # cannot happen in a sound index: every chunk has units
         raise IndexCorruptError(f"{gen.dir}: chunk {row} has no sentence units")
@@ -154,7 +157,8 @@ def _rescore(
     whole = weighted_overlap(q_terms, [w for t in terms for w in t], idf)
     pick = int(np.argmax(cos + scoring.highlight_lexical_weight * overlap))
     span = (int(spans[pick][0]), int(spans[pick][1]))
-    return float(sentence.max() + scoring.chunk_weight * whole), float(cos[pick]), span
+    score = sentence.max() + scoring.chunk_weight * whole + scoring.dense_weight * hit.dense
+    return float(score), float(cos[pick]), span
 
 
 def answer(
@@ -170,7 +174,7 @@ def answer(
         return Answer(question, False, "", (), gen.name, msg)
     q_terms = tokenize([question])[0]
     idf = idf_weights(gen)
-    scored = [(*_rescore(q_terms, gen, hit.row, query_vec, idf, scoring), hit.row) for hit in chosen]
+    scored = [(*_rescore(q_terms, gen, hit, query_vec, idf, scoring), hit.row) for hit in chosen]
     scored.sort(key=lambda t: -t[0])
     quotes = []
     for final, _, span, row in scored[:top_k]:
