@@ -178,7 +178,10 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
         click.echo(text)
         return
     for key, value in result.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
+            for sub, values in value.items():
+                click.echo(f"{key + ' ' + sub:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        elif isinstance(value, dict):
             click.echo(f"{key:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in value.items()))
         elif isinstance(value, float):
             click.echo(f"{key:28s} {value:.4f}")
@@ -192,8 +195,16 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Ask only the first N questions.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a PNG of recall@k for dense, BM25, fused and qa (needs matplotlib).",
+)
 @_edge
-def eval_squad_cmd(file: Path, work: Path | None, limit: int | None, as_json: bool, out: Path | None) -> None:
+def eval_squad_cmd(
+    file: Path, work: Path | None, limit: int | None, as_json: bool, out: Path | None, plot: Path | None
+) -> None:
     """Index every paragraph of a SQuAD v1.1/v2.0 FILE and ask all its questions."""
     from qa import evaluation
 
@@ -204,6 +215,8 @@ def eval_squad_cmd(file: Path, work: Path | None, limit: int | None, as_json: bo
     )
     result = evaluation.eval_squad(questions[:limit], index, _bar_progress())
     _emit({"file": str(file), **result}, as_json, out)
+    if plot is not None:
+        evaluation.plot_recall(result, plot, f"{file.name}: {result['answerable']} questions")
 
 
 @eval_group.command("beir")

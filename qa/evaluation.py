@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from qa import retrieval
 from qa.answering import Answer
 from qa.building import build_index
 from qa.embedding import Embedder
@@ -142,6 +145,7 @@ def eval_squad(
     faithful = total_quotes = 0
     refused_impossible = impossible = refused_answerable = answerable = 0
     cache: dict[str, str] = {}
+    curves = {mode: dict.fromkeys(KS, 0) for mode in ("dense", "bm25", "fused", "qa")}
     for i, q in enumerate(qs):
         if progress:
             progress("asking", i, len(qs))
@@ -156,6 +160,12 @@ def eval_squad(
         refused_answerable += not a.found
         ranks = [r for r, quote in enumerate(a.quotes, 1) if quote.doc == q.doc]
         first = ranks[0] if ranks else None
+        for mode, docs in _baselines(index, q.question).items():
+            hit = next((r for r, d in enumerate(docs, 1) if d == q.doc), None)
+            for k in KS:
+                curves[mode][k] += hit is not None and hit <= k
+        for k in KS:
+            curves["qa"][k] += first is not None and first <= k
         rr += 1.0 / first if first else 0.0
         good = [r for r, quote in enumerate(a.quotes, 1) if any(g in quote.highlight_text for g in q.answers)]
         for k in KS:
@@ -173,10 +183,61 @@ def eval_squad(
         "answer_sentence_accuracy": {f"@{k}": sent[k] / n for k in KS},
         "quote_fidelity": faithful / total_quotes if total_quotes else 1.0,
         "refused_answerable": refused_answerable / n,
+        "recall_by_ranking": {m: {f"@{k}": c[k] / n for k in KS} for m, c in curves.items()},
+        "recall_by_ranking_definition": "passage recall@k of the dense list, the BM25 list, their "
+        "reciprocal-rank fusion (before re-scoring) and qa's final quotes",
     }
     if impossible:
         result["refused_unanswerable"] = refused_impossible / impossible
     return result
+
+
+def _baselines(index: Index, question: str) -> dict[str, list[str]]:
+    """Document order of the dense list, the BM25 list and the fused list (top 20 each)."""
+    gen = index.generation
+    vec = index.embedder.encode([question])[0]
+    terms = retrieval.tokenize([question])[0]
+    s = index.settings
+
+    def docs(rows: Iterable[int]) -> list[str]:
+        return [gen.documents[int(gen.chunks[r][0])].id for r in rows]
+
+    dense_rows, _ = retrieval.dense_search(gen, vec, max(KS))
+    lexical = retrieval.bm25_scores(gen, terms)
+    bm25_rows: Iterable[int] = np.argsort(-lexical, kind="stable")[: max(KS)].tolist()
+    fused = retrieval.search(gen, vec, terms, s.candidates, s.dense_weight, s.rrf_k)[: max(KS)]
+    return {"dense": docs(dense_rows), "bm25": docs(bm25_rows), "fused": docs(h.row for h in fused)}
+
+
+def plot_recall(result: dict[str, Any], path: Path, title: str) -> None:
+    """Write a PNG of recall@k per ranking (needs matplotlib: pip install 'qa[plot]').
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ConfigError(
+            "--plot needs matplotlib: pip install 'qa[plot]' (or pip install matplotlib)"
+        ) from exc
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for mode, values in result["recall_by_ranking"].items():
+        ks = [int(k[1:]) for k in values]
+        ax.plot(ks, list(values.values()), marker="o", label=mode)
+    ax.set_xscale("log")
+    ax.set_xticks(KS, [str(k) for k in KS])
+    ax.set_xlabel("k (quotes)")
+    ax.set_ylabel("passage recall@k")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _ndcg(ranked: list[str], rels: dict[str, int], k: int) -> float:

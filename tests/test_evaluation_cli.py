@@ -173,3 +173,20 @@ def test_eval_rationales(tmp_path: Path, fake: FakeEmbedder) -> None:
     # claim 1 highlights its rationale sentence; claim 2's rationale is listed as sentence 0 (not the
     # highlighted one), so it counts as a miss: 1 of 2.
     assert result == {"claims_with_evidence": 2, "gold_document_first": 2, "highlight_is_rationale": 0.5}
+
+
+def test_eval_squad_cli_table_json_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeEmbedder()
+    for target in ("qa.embedding.get_embedder", "qa.building.get_embedder", "qa.index.get_embedder"):
+        monkeypatch.setattr(target, lambda *a, **k: fake)
+    monkeypatch.setenv("QA_MIN_SCORE", "0.3")
+    args = ["eval", "squad", str(squad_file(tmp_path, False)), "--index-dir", str(tmp_path / "w")]
+    out = CliRunner().invoke(
+        main, [*args, "--plot", str(tmp_path / "r.png"), "--out", str(tmp_path / "r.json")]
+    )
+    assert out.exit_code == 0, out.output
+    assert "passage_recall" in out.output and "recall_by_ranking bm25" in out.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert set(data["recall_by_ranking"]) == {"dense", "bm25", "fused", "qa"}
+    assert data["recall_by_ranking"]["qa"]["@1"] == data["passage_recall"]["@1"]
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
