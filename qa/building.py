@@ -134,7 +134,7 @@ def _load_previous(
         for row, (doc_row, start, end) in enumerate(gen.chunks.tolist()):
             spans, unit_vecs = gen.units_in(row)
             per_doc.setdefault(doc_row, []).append(_Chunk(start, end, tuple(map(tuple, spans.tolist()))))
-            vectors[bytes(gen.chunk_keys[row])] = (vecs[row], np.asarray(unit_vecs))
+            vectors[gen.chunk_keys[row].tobytes()] = (vecs[row], np.asarray(unit_vecs))
         if gen.manifest.get("chunking") != manifest_chunking:
             # Parser or chunking changed: every document is parsed and chunked again, but a
             # chunk whose text and sentences come out the same still reuses its vectors.
@@ -309,7 +309,7 @@ def build_index(
                 root,
                 [d for d, _ in docs],
                 np.asarray(rows, np.int64).reshape(-1, 3),
-                np.asarray(keys, dtype="S16") if keys else np.zeros(0, "S16"),
+                np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16),
                 np.asarray(unit_ptr, np.int64),
                 units,
                 unit_matrix,

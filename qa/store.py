@@ -9,7 +9,7 @@ Layout of an index folder (documented in README "Index format")::
         manifest.json      format version, model, dimension, metric, chunking, counts, checksums
         documents.sqlite   documents(row, id, hash, format, size, text, locations, note)
         chunks.npy         int64 (n, 3): document row, start, end. Row i has FAISS id i
-        chunk_keys.npy     |S16 (n,): hash of each chunk's text and units, to reuse vectors
+        chunk_keys.npy     uint8 (n, 16): hash of each chunk's text and units, to reuse vectors
         unit_ptr.npy       int64 (n + 1,): chunk i's sentence units are rows ptr[i]:ptr[i+1]
         units.npy          int64 (m, 2): start, end (document offsets) of each sentence unit
         unit_vectors.npy   float16 (m, d): each unit's vector, pooled in its chunk's context
@@ -46,7 +46,7 @@ from qa.errors import BuildError, BuildLockedError, IndexCorruptError, IndexNotF
 log = logging.getLogger(__name__)
 
 FORMAT = "qa-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunk_keys.npy holds uint8 (n, 16) instead of |S16
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 MANIFEST = "manifest.json"
@@ -189,7 +189,10 @@ def write_generation(
         raise ValueError(f"chunks ({n}), keys ({len(chunk_keys)}) and vectors ({vectors.shape[0]}) differ")
     _write_documents(tmp / "documents.sqlite", documents)
     np.save(tmp / "chunks.npy", np.ascontiguousarray(chunks, dtype=np.int64), allow_pickle=False)
-    np.save(tmp / "chunk_keys.npy", np.asarray(chunk_keys, dtype="S16"), allow_pickle=False)
+    # Raw bytes, not numpy's "S16": that type drops trailing NUL bytes of a digest.
+    np.save(
+        tmp / "chunk_keys.npy", np.asarray(chunk_keys, dtype=np.uint8).reshape(-1, 16), allow_pickle=False
+    )
     if not (len(unit_ptr) == n + 1 and unit_ptr[-1] == len(units) == len(unit_vectors)):
         raise ValueError("unit pointers, units and unit vectors disagree")
     np.save(tmp / "unit_ptr.npy", np.asarray(unit_ptr, dtype=np.int64), allow_pickle=False)
