@@ -86,14 +86,21 @@ class Answer:
         }
 
 
-def idf_weights(gen: Generation) -> dict[str, float]:
+class IdfTable(dict[str, float]):
+    """Term -> BM25 inverse document frequency; ``top`` (the largest) weighs unseen terms."""
+
+    top: float = 1.0
+
+
+def idf_weights(gen: Generation) -> IdfTable:
     """BM25 inverse document frequency of every indexed term (cached on the generation)."""
     cached = getattr(gen, "_idf", None)
     if cached is None:
         n = max(len(gen.chunks), 1)
         df = np.diff(np.asarray(gen.bm25.scores["indptr"]))
         idf = np.log1p((n - df + 0.5) / (df + 0.5))
-        cached = {t: float(idf[i]) for t, i in gen.bm25.vocab_dict.items() if i < len(idf)}
+        cached = IdfTable((t, float(idf[i])) for t, i in gen.bm25.vocab_dict.items() if i < len(idf))
+        cached.top = max(cached.values(), default=1.0)
         gen._idf = cached  # type: ignore[attr-defined]
     return cached
 
@@ -109,7 +116,7 @@ def weighted_overlap(
     terms = set(query_terms)
     if not terms:
         return 0.0
-    top = max(idf.values(), default=1.0)
+    top = idf.top if isinstance(idf, IdfTable) else max(idf.values(), default=1.0)
     weights = {t: idf.get(t, top) for t in terms}
     present = terms.intersection(sentence_terms)
     return sum(weights[t] for t in present) / (sum(weights.values()) or 1.0)
