@@ -88,3 +88,36 @@ def test_cli_ask_json(built: tuple[Path, qa.BuildReport]) -> None:
     q = data["quotes"][0]
     assert set(q) >= {"doc", "location", "start", "end", "text", "score", "highlight"}
     assert q["start"] <= q["highlight"][0] < q["highlight"][1] <= q["end"]
+
+
+def test_real_model_questions_from_threads_during_a_rebuild(tmp_path: Path) -> None:
+    """The real tokenizer and torch model are shared by threads and a concurrent build."""
+    import shutil
+    import threading
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(Path(__file__).parent.parent / "corpus", corpus)
+    settings = qa.Settings(corpus=corpus, index=tmp_path / "index")
+    qa.build_index(settings=settings)
+    index = qa.Index.load(settings.index, settings)
+    errors: list[BaseException] = []
+    answers: list[qa.Answer] = []
+
+    def asker() -> None:
+        try:
+            for _ in range(4):
+                answers.append(index.ask(QUESTION))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=asker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    (corpus / "walrus.txt").write_text("Walruses use their long tusks to haul out onto sea ice. " * 20)
+    report = qa.build_index(settings=settings)  # embeds with its own model instance meanwhile
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == [] and len(answers) == 16
+    assert all(a.found and "Foxconn" in a.quotes[0].text for a in answers)
+    assert index.reload() and index.generation.name == report.generation
+    assert "walrus" in index.ask("What do walruses haul out onto?").quotes[0].text.lower()
