@@ -177,7 +177,9 @@ def build_index(
     settings = settings or Settings()
     corpus = corpus or settings.corpus
     root = index or settings.index
-    embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+    embedder = embedder or get_embedder(
+        settings.model, settings.build_threads, settings.batch_size, role="build"
+    )
     report = progress or (lambda stage, done, total: None)
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
     chunking_params = {

@@ -161,6 +161,7 @@ class SentenceTransformerEmbedder:
         is called after each group with (done, total).
         """
         model = self._load()
+        _set_threads(self.threads)
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
         group = max(self.batch_size * 4, 1)
@@ -191,6 +192,7 @@ class SentenceTransformerEmbedder:
         token starts inside the unit. Returns (chunks (n, d) float32, [units_i (m_i, d)]).
         """
         model = self._load()
+        _set_threads(self.threads)
         n = len(texts)
         out = np.zeros((n, self.dimension), dtype=np.float32)
         unit_out: list[np.ndarray] = [np.zeros((0, self.dimension), np.float32)] * n
@@ -220,6 +222,14 @@ class SentenceTransformerEmbedder:
         """Start offsets of all tokens, in model order (caller holds the lock)."""
         enc = self._get_tokenizer().encode(text, add_special_tokens=False)
         return np.fromiter((s for s, _ in enc.offsets), dtype=np.int64, count=len(enc.offsets))
+
+
+def _set_threads(threads: int) -> None:
+    """torch's thread count is per process: each embedder sets its own before encoding."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _pool_units(tokens: np.ndarray, starts: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
