@@ -27,18 +27,17 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import random
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import _common as common
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -72,7 +71,6 @@ WORDS = [
     "saddle",
     "marble",
 ]
-PACKAGES = ("qa", "gradio", "gradio_client", "torch", "sentence-transformers", "faiss-cpu", "numpy")
 
 
 def write_reports(corpus: Path, n: int, seed: int = 5) -> None:
@@ -84,60 +82,6 @@ def write_reports(corpus: Path, n: int, seed: int = 5) -> None:
             for _ in range(40)
         ]
         (corpus / f"report-{i:03d}.txt").write_text(" ".join(sentences), encoding="utf-8")
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine() -> dict[str, Any]:
-    cpu, ram = "unknown", None
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        )
-        kib = next(
-            int(line.split()[1])
-            for line in Path("/proc/meminfo").read_text().splitlines()
-            if line.startswith("MemTotal:")
-        )
-        ram = round(kib / 2**20, 1)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "ram_gib": ram,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-    }
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    """Nearest-rank percentiles and mean/max, in milliseconds, of values in seconds."""
-    data = sorted(values)
-    if not data:
-        return {}
-    out = {}
-    for p in (50, 95, 99):
-        rank = max(0, min(len(data) - 1, round(p / 100 * len(data) + 0.5) - 1))
-        out[f"p{p}"] = round(data[rank] * 1000, 1)
-    out["mean"] = round(statistics.fmean(data) * 1000, 1)
-    out["max"] = round(data[-1] * 1000, 1)
-    return out
 
 
 # ---------------------------------------------------------------------------------- clients
@@ -213,7 +157,7 @@ def main() -> None:
     deadline = time.monotonic() + args.max_wait
     while os.getloadavg()[0] > args.max_load and time.monotonic() < deadline:
         time.sleep(10)
-    load_before = loadavg()
+    load_before = common.loadavg()
     print(f"load average before: {load_before}", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="qa-load-") as tmpdir:
@@ -317,7 +261,7 @@ def main() -> None:
             gen.close()
         lat = [r["t1"] - r["t0"] for r in results]
         during = sum(1 for r in results if any(r["t0"] < e and s < r["t1"] for s, e in windows))
-        stats = percentiles(lat)
+        stats = common.percentiles(lat)
         summary = {
             "clients": args.clients,
             "questions_per_client": args.questions,
@@ -331,7 +275,7 @@ def main() -> None:
             "wall_s": round(elapsed, 2),
             "rebuilds": len(windows),
             "rebuilds_during_load": sum(1 for _, e in windows if e < last),
-            "rebuild_s": {k: round(v / 1000, 2) for k, v in percentiles(rebuild_s).items()},
+            "rebuild_s": {k: round(v / 1000, 2) for k, v in common.percentiles(rebuild_s).items()},
             "build_errors": build_errors,
             "generations_answered": answered,
             "generations_with_toggled_doc": with_doc,
@@ -386,10 +330,10 @@ def main() -> None:
         "benchmark": "load",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        "machine": common.machine(),
         "load_average_before": load_before,
-        "load_average_after": loadavg(),
-        "versions": versions(),
+        "load_average_after": common.loadavg(),
+        "versions": common.versions(),
         "method": __doc__,
         "table": table,
         **summary,
