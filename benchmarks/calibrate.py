@@ -34,7 +34,7 @@ def best_cosines(index, questions):
     out = []
     for v, t in zip(vecs, toks, strict=True):
         hits = retrieval.search(gen, v, t, s.candidates, s.dense_weight, s.rrf_k)[: scoring.depth]
-        scored = [answering._rescore(t, gen, h, v, idf, scoring) for h in hits]
+        scored = answering._rescore(t, gen, hits, v, idf, scoring)
         out.append(max(scored)[1] if scored else -1.0)
     return np.array(out)
 
