@@ -86,7 +86,7 @@ def main() -> None:
     common.set_threads_env(args.threads)
 
     import qa
-    from qa.embedding import get_embedder
+    from qa.building import build_embedder
     from qa.evaluation import load_beir, load_squad
 
     n_docs = 100 if args.quick and args.docs is None else args.docs
@@ -106,7 +106,7 @@ def main() -> None:
         (corpus / names[d]).write_text(text, encoding="utf-8")
 
     settings = qa.Settings(chunk_tokens=200, threads=args.threads)
-    embedder = get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+    embedder = build_embedder(settings, threads=settings.threads)
     embedder._load()  # private: model loaded before any clock starts
     if args.wait_load:
         common.wait_for_quiet(args.wait_load, args.max_wait)

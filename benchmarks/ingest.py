@@ -69,11 +69,11 @@ def write_corpora(work: Path, squad_docs: int | None, scifact_docs: int | None) 
 def worker_qa(corpus: Path, index: Path, threads: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     import qa
-    from qa.embedding import get_embedder
+    from qa.building import build_embedder
 
     settings = qa.Settings(chunk_tokens=200, threads=threads, batch_size=32)
     t_import = time.perf_counter()
-    embedder = get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+    embedder = build_embedder(settings, threads=settings.threads)
     embedder._load()  # private: loads the model now so the build clock excludes it
     embedder.token_starts("warm up the tokenizer")
     t_model = time.perf_counter()

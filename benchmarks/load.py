@@ -149,7 +149,7 @@ def main() -> None:
 
     from qa import store
     from qa.app import DEFAULT_CONCURRENCY, QUEUE_SIZE, build_ui, launch
-    from qa.building import build_index
+    from qa.building import build_embedder, build_index
     from qa.embedding import get_embedder
     from qa.service import QAService
     from qa.settings import Settings
@@ -167,7 +167,7 @@ def main() -> None:
         write_reports(corpus, args.reports)
         settings = Settings(corpus=corpus, index=tmp / "index", keep_generations=20)
         query = get_embedder(settings.model, settings.threads, settings.batch_size)
-        build = get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+        build = build_embedder(settings, threads=settings.threads)
         t = time.perf_counter()
         first = build_index(settings, embedder=build)
         first_build_s = time.perf_counter() - t

@@ -6,7 +6,11 @@ IDF-weighted share of the question's BM25 terms in the unit and ``bigrams`` the 
 term bigrams; ``quote = best sentence + 0.5 * overlap of the whole chunk + 0.5 * chunk cosine``.
 Example: sentence cosine 0.62, overlap 0.75, one of two bigrams, chunk overlap 0.9, chunk cosine
 0.5: 0.62 + 0.3375 + 0.2 + 0.45 + 0.25 = 1.86.
-The highlight is the unit with the best ``cosine + 0.6 * overlap``; the top quote's highlight
+A document's title (its first line, when it reads as a heading: ``chunking.is_heading``) counts
+as a sentence of every chunk of that document, so a question that matches the title quotes the
+chunk with the best evidence, not merely the title's chunk.
+The highlight is the unit with the best ``cosine + 0.6 * overlap``, where titles and headings
+must win by 0.2 (they label an answer, they rarely state it); the top quote's highlight
 is the answer. When the highlighted sentence's cosine is under ``min_score``
 the answer says the documents do not contain one, and the quotes are returned as "nearest
 passages" (``found=False``). Weights and threshold: docs/tuning.md.
@@ -24,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.chunking import is_heading
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
@@ -133,6 +138,7 @@ class Scoring:
     chunk_weight: float = 0.5  # IDF-weighted question-term overlap of the whole chunk
     dense_weight: float = 0.5  # cosine of the whole chunk
     highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
+    heading_margin: float = 0.2  # a title/heading must beat the best sentence by this to be the highlight
     depth: int = 40  # fused hits re-scored
     min_score: float = 0.45  # highlighted sentence's cosine below this: "not found"
 
@@ -155,28 +161,77 @@ def _rescore(
     answer stage's time)."""
     units = [gen.units_in(hit.row) for hit in hits]
     texts: list[str] = []
+    headings: list[bool] = []
     for hit, (spans, _) in zip(hits, units, strict=True):
         if not len(spans):  # cannot happen in a sound index: every chunk has units
             raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} has no sentence units")
         text = gen.text(int(gen.chunks[hit.row][0]))
         texts.extend(text[a:b] for a, b in spans.tolist())
-    all_terms = tokenize(texts)
+        headings.extend(is_heading(text, a, b) for a, b in spans.tolist())
+    titles: dict[int, tuple[int, int, np.ndarray]] = {}
+    for doc in dict.fromkeys(int(gen.chunks[hit.row][0]) for hit in hits):
+        title = document_title(gen, doc)
+        if title is not None:
+            titles[doc] = title
+    all_terms = tokenize(texts + [gen.text(d)[a:b] for d, (a, b, _) in titles.items()])
     q_bigrams = _bigrams(q_terms)
+
+    def sentence_scores(cos: np.ndarray, terms: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
+        bigram = np.array([len(q_bigrams & _bigrams(t)) / max(1, len(q_bigrams)) for t in terms])
+        return cos + scoring.lexical_weight * overlap + scoring.bigram_weight * bigram, overlap
+
+    title_cos = np.array([float(v.astype(np.float32) @ query_vec.reshape(-1)) for _, _, v in titles.values()])
+    title_score = dict(
+        zip(titles, sentence_scores(title_cos, all_terms[len(texts) :])[0].tolist(), strict=True)
+    )
     out = []
     start = 0
     for hit, (spans, vecs) in zip(hits, units, strict=True):
         terms = all_terms[start : start + len(spans)]
+        heading = np.array(headings[start : start + len(spans)])
         start += len(spans)
         cos = vecs.astype(np.float32) @ query_vec.reshape(-1)
-        overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
-        bigram = np.array([len(q_bigrams & _bigrams(t)) / max(1, len(q_bigrams)) for t in terms])
-        sentence = cos + scoring.lexical_weight * overlap + scoring.bigram_weight * bigram
+        sentence, overlap = sentence_scores(cos, terms)
         whole = weighted_overlap(q_terms, [w for t in terms for w in t], idf)
-        pick = int(np.argmax(cos + scoring.highlight_lexical_weight * overlap))
+        # A heading is the answer only when it beats every sentence of the chunk by the margin.
+        pickable = cos + scoring.highlight_lexical_weight * overlap - scoring.heading_margin * heading
+        pick = int(np.argmax(pickable))
         span = (int(spans[pick][0]), int(spans[pick][1]))
-        score = sentence.max() + scoring.chunk_weight * whole + scoring.dense_weight * hit.dense
+        # The document's title counts as a sentence of each of its chunks (the first chunk
+        # has it anyway): the chunk that best matches after the title is the one quoted.
+        best = max(sentence.max(), title_score.get(int(gen.chunks[hit.row][0]), -np.inf))
+        score = best + scoring.chunk_weight * whole + scoring.dense_weight * hit.dense
         out.append((float(score), float(cos[pick]), span))
     return out
+
+
+def first_chunks(gen: Generation) -> np.ndarray:
+    """Row of each document's first chunk (-1 for a document without chunks); cached."""
+    cached = getattr(gen, "_first_chunks", None)
+    if cached is None:
+        cached = np.full(len(gen.documents), -1, dtype=np.int64)
+        docs = gen.chunks[:, 0] if len(gen.chunks) else np.zeros(0, np.int64)
+        order = np.lexsort((gen.chunks[:, 1], docs)) if len(docs) else np.zeros(0, np.int64)
+        uniq, first = np.unique(docs[order], return_index=True)
+        cached[uniq.astype(np.int64)] = order[first]
+        gen._first_chunks = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def document_title(gen: Generation, doc: int) -> tuple[int, int, np.ndarray] | None:
+    """The document's title, (start, end, pooled vector), when its first unit is a heading."""
+    row = int(first_chunks(gen)[doc])
+    if row < 0:
+        return None
+    spans, vecs = gen.units_in(row)
+    if not len(spans):
+        return None
+    a, b = int(spans[0][0]), int(spans[0][1])
+    text = gen.text(doc)
+    if text[:a].strip() or not is_heading(text, a, b):
+        return None
+    return a, b, vecs[0]
 
 
 def answer(

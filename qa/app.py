@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 
 from qa.answering import Quote
+from qa.building import build_embedder
 from qa.embedding import Embedder, get_embedder
 from qa.errors import (
     QAError,
@@ -404,7 +405,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     if embedder is not None:
         return build_ui(QAService(settings, embedder, embedder))
     query = get_embedder(settings.model, settings.threads, settings.batch_size)
-    build = get_embedder(settings.model, settings.threads, settings.batch_size, role="build")
+    build = build_embedder(settings, threads=settings.threads)
     return build_ui(QAService(settings, query, build))
 
 

@@ -146,6 +146,19 @@ def _load_previous(
         gen.close()
 
 
+def build_embedder(settings: Settings, threads: int | None = None) -> Embedder:
+    """The model instance builds embed with: role "build", ``settings.build_precision``, and
+    ``threads`` (default ``settings.build_threads``; the web app passes ``settings.threads``
+    so questions keep a core during a background rebuild)."""
+    return get_embedder(
+        settings.model,
+        threads or settings.build_threads,
+        settings.batch_size,
+        role="build",
+        precision=settings.build_precision,
+    )
+
+
 def build_index(
     settings: Settings | None = None,
     *,
@@ -177,9 +190,7 @@ def build_index(
     settings = settings or Settings()
     corpus = corpus or settings.corpus
     root = index or settings.index
-    embedder = embedder or get_embedder(
-        settings.model, settings.build_threads, settings.batch_size, role="build"
-    )
+    embedder = embedder or build_embedder(settings)
     report = progress or (lambda stage, done, total: None)
     max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
     chunking_params = {
@@ -284,6 +295,7 @@ def build_index(
                 "fingerprint": embedder.fingerprint,
                 "dimension": embedder.dimension,
                 "max_tokens": embedder.max_tokens,
+                "precision": embedder.precision,
             },
             "chunking": chunking_params,
             "bm25": {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"},

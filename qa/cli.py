@@ -279,7 +279,7 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
     click.echo(f"built       {m['created']}")
     click.echo(
         f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
-        f"sha256 {m['model']['fingerprint'][:12]}"
+        f"sha256 {m['model']['fingerprint'][:12]}  embedded in {m['model'].get('precision', 'float32')}"
     )
     click.echo(f"metric      {m['metric']}")
     click.echo(
@@ -316,7 +316,6 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
     from qa.embedding import get_embedder
 
     settings = _settings(index=index, corpus=corpus, model=model)
-    embedder = get_embedder(settings.model, settings.threads, settings.batch_size)
     if not store.generation_names(settings.index):
         click.echo(f"No index at {settings.index}: building one from {settings.corpus} ...", err=True)
         last: dict[str, float] = {}
@@ -328,11 +327,12 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
                 click.echo(f"  {stage} {done}/{total}", err=True)
 
         progress = _bar_progress() if sys.stderr.isatty() else lines
-        report = build_index(settings, embedder=embedder, progress=progress)
+        report = build_index(settings, progress=progress)  # nothing served yet: all build threads
         click.echo(report.summary(), err=True)
     from qa.app import create_app, launch
 
-    app = create_app(settings, embedder)
+    app = create_app(settings)
+    embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
     click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)

@@ -7,6 +7,7 @@ Non-goal: config files; flags and environment variables cover what users asked f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
         description="Torch threads for embedding during `qa index` / `build_index`. Batches "
         "scale with threads (1,048 SQuAD paragraphs: 34.9 chunks/s on 1, 64.4 on 2, measured); "
         "the web app's background rebuilds use `threads` so questions keep their core.",
+    )
+    build_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Matmul precision when embedding chunks for the index. auto = bfloat16 on "
+        "CPUs with native bfloat16 (AVX512-BF16/AMX: 2.9x faster here, cosine 0.99999 to "
+        "float32 vectors, same eval scores; see README), float32 elsewhere. Questions are "
+        "always embedded in float32.",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Chunks per embedding batch.")
     keep_generations: int = Field(

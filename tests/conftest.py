@@ -56,6 +56,7 @@ class FakeEmbedder:
     name = "fake-bow-1024"
     dimension = 1024
     max_tokens = 254
+    precision = "float32"
 
     def __init__(self, fingerprint: str = "fake-v1") -> None:
         self._fingerprint = fingerprint

@@ -224,3 +224,41 @@ def test_chunk_text_matches_on_many_newlines() -> None:
     out = chunk_text(text, starts, 16, 1)
     check_invariants(text, starts, 16, 1, out)
     assert [text[s:e] for s, e in out.units] == ["Alone.", "Another line."]
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "expected"),
+    [
+        ("Trial results\n\nThe drug cut deaths by 20%.", "Trial results", True),  # short, no stop
+        (
+            "Intro.\n\n## Methods and materials used in the study\nWe did x.",
+            "## Methods and materials used in the study",
+            True,
+        ),
+        (
+            "Statins lower LDL cholesterol in adults.\n\nWe pooled 12 trials.",
+            "Statins lower LDL cholesterol in adults.",
+            True,
+        ),  # title
+        (
+            "Body text first.\n\nStatins lower LDL cholesterol in adults.\n\nMore.",
+            "Statins lower LDL cholesterol in adults.",
+            False,
+        ),  # not first
+        ("One paragraph. It has two sentences and no line breaks.", "One paragraph.", False),
+        ("Title without anything after it", "Title without anything after it", False),  # nothing follows
+        ("A first line.\nThe same paragraph goes on.", "A first line.", False),  # no blank line after
+        ("x" * 400 + "\n\nBody.", "x" * 400, False),  # too long for a title
+        ("Results\nWe found that it works.", "We found that it works.", False),
+    ],
+)
+def test_is_heading(text: str, unit: str, expected: bool) -> None:
+    start = text.index(unit)
+    assert chunking.is_heading(text, start, start + len(unit)) is expected
+
+
+def test_is_heading_on_one_huge_line() -> None:
+    text = "A" * 5_000_000  # one line, no newline: every check must stop early
+    start = len(text) - 10
+    assert not chunking.is_heading(text, start, len(text))
+    assert not chunking.is_heading(text, 0, 10)

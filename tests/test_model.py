@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 import qa
 from qa import chunking
-from qa.embedding import default_model_path, get_embedder
+from qa.embedding import default_model_path, get_embedder, native_bfloat16, resolve_precision
 
 pytestmark = pytest.mark.model
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
@@ -45,6 +46,38 @@ def test_pooled_unit_vectors_match_their_chunk() -> None:
     assert units[0][1] @ penguin_q > units[0][0] @ penguin_q
 
 
+def test_float32_encoding_is_the_plain_model_output() -> None:
+    emb = get_embedder(precision="float32")
+    texts = ["Penguins live in Antarctica.", "A much longer sentence about the stock market falling."]
+    expected = emb._load().encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    assert np.array_equal(emb.encode(texts), expected)
+
+
+@pytest.mark.skipif(not native_bfloat16(), reason="CPU without native bfloat16")
+def test_bfloat16_build_vectors_agree_with_float32() -> None:
+    texts = [
+        "Foxconn will manufacture AI hardware for OpenAI in the United States.",
+        "Zebras live in Africa. Penguins live in Antarctica and eat fish.",
+        " ".join(["The committee met on Tuesday and approved the budget for next year."] * 12),
+    ]
+    units = [[(0, len(t))] for t in texts]
+    exact = get_embedder(precision="float32", role="build")
+    fast = get_embedder(precision="bfloat16", role="build")
+    assert fast is not exact and fast.precision == "bfloat16"
+    (c32, u32), (c16, u16) = exact.encode_chunks(texts, units), fast.encode_chunks(texts, units)
+    assert c16.dtype == np.float32 and not np.array_equal(c16, c32)  # it really ran in bfloat16
+    assert ((c16 * c32).sum(axis=1) > 0.999).all()
+    assert all(((a * b).sum(axis=1) > 0.999).all() for a, b in zip(u16, u32, strict=True))
+
+
+def test_precision_auto_and_invalid() -> None:
+    assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("float16")
+    with pytest.raises(ValidationError, match="build_precision"):
+        qa.Settings(build_precision="int8")  # type: ignore[arg-type]
+
+
 def test_chunks_never_exceed_model_limit() -> None:
     emb = get_embedder()
     text = " ".join(["Supercalifragilistic antidisestablishmentarianism 12345."] * 300)
@@ -59,6 +92,7 @@ def test_default_corpus_question(built: tuple[Path, qa.BuildReport]) -> None:
     index_dir, report = built
     assert report.added == ["openai-foxconn-ai-hardware.txt"] and not report.failed
     index = qa.Index.load(index_dir)
+    assert index.generation.manifest["model"]["precision"] == resolve_precision("auto")
     answer = index.ask(QUESTION)
     assert answer.found
     assert "Foxconn" in answer.quotes[0].text

@@ -1,0 +1,74 @@
+"""The answer stage with the fake embedder: titles and headings label answers, they are
+not highlighted as the answer unless nothing else in the passage comes close, and a
+document's title speaks for every chunk of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import qa
+from qa.answering import document_title, first_chunks
+from tests.conftest import FakeEmbedder
+
+FILLER = " ".join(f"Paragraph {i} describes the savanna grass, rain and soil in detail." for i in range(6))
+ZEBRAS = (
+    "Zebra stripes keep biting flies away\n\n"
+    f"{FILLER}\n\n"
+    "Experiments on horses in striped coats showed that zebra stripes keep biting flies away from the skin.\n"
+)
+
+
+def index_of(tmp_path: Path, docs: dict[str, str], **settings: object) -> qa.Index:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in docs.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    fake = FakeEmbedder()
+    s = qa.Settings(corpus=corpus, index=tmp_path / "index", min_score=0.3, **settings)  # type: ignore[arg-type]
+    qa.build_index(settings=s, embedder=fake)
+    return qa.Index.load(s.index, s, embedder=fake)
+
+
+def test_title_is_found_and_credited_to_every_chunk(tmp_path: Path) -> None:
+    index = index_of(tmp_path, {"zebras.txt": ZEBRAS}, chunk_tokens=24, chunk_overlap=0)
+    gen = index.generation
+    assert len(gen.chunks) >= 3
+    title = document_title(gen, 0)
+    assert title is not None and ZEBRAS[title[0] : title[1]] == "Zebra stripes keep biting flies away"
+    assert first_chunks(gen).tolist() == [0]
+    answer = index.ask("Do zebra stripes keep biting flies away?")
+    top = answer.quotes[0]
+    # the title alone matches the question best; credited to every chunk of its document,
+    # it lets the chunk with the best evidence after it be the quote, not the title's chunk
+    assert "Experiments on horses" in top.text and "Zebra stripes keep biting flies away" not in top.text
+    assert answer.found and answer.answer.startswith("Experiments on horses")
+    assert ZEBRAS[top.start : top.end] == top.text
+
+
+def test_title_is_not_the_highlight_when_a_sentence_is_close(tmp_path: Path) -> None:
+    text = "Zebra stripes and biting flies\n\nZebra stripes repel biting flies.\n"
+    index = index_of(tmp_path, {"z.txt": text})
+    # the title's cosine is higher (1.0 vs 0.89 with the fake embedder), within the margin
+    answer = index.ask("What do zebra stripes do to biting flies?")
+    assert answer.quotes[0].highlight_text == "Zebra stripes repel biting flies."
+
+
+def test_title_is_the_highlight_when_nothing_else_matches(tmp_path: Path) -> None:
+    text = "Skerry Island lighthouse keeper feeds seventeen cats\n\nSupplies arrive by boat on Thursdays.\n"
+    index = index_of(tmp_path, {"keeper.txt": text})
+    answer = index.ask("How many cats does the Skerry Island lighthouse keeper feed?")
+    assert answer.found and "seventeen cats" in answer.answer
+
+
+def test_markdown_heading_is_not_the_answer(tmp_path: Path) -> None:
+    text = "# Notes\n\nRemarks.\n\n## Zebra stripes and biting flies\nZebra stripes repel biting flies.\n"
+    index = index_of(tmp_path, {"notes.md": text})
+    answer = index.ask("What do zebra stripes do to biting flies?")
+    assert answer.answer == "Zebra stripes repel biting flies."
+    assert answer.quotes[0].highlight_location.endswith("Zebra stripes and biting flies")
+
+
+def test_documents_without_titles_are_unaffected(tmp_path: Path) -> None:
+    index = index_of(tmp_path, {"p.txt": "Zebras have stripes. Lions have manes.\n"})
+    assert document_title(index.generation, 0) is None
+    assert index.ask("Which animal has manes?").answer == "Lions have manes."
