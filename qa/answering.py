@@ -9,6 +9,8 @@ Example: sentence cosine 0.62, overlap 0.75, one of two bigrams, chunk overlap 0
 A document's title (its first line, when it reads as a heading: ``chunking.is_heading``) counts
 as a sentence of every chunk of that document, so a question that matches the title quotes the
 chunk with the best evidence, not merely the title's chunk.
+Quotes never overlap: a chunk sharing text with a better quote of the same document is
+skipped (chunks overlap by a sentence), so the k quotes are k different passages.
 The highlight is the unit with the best ``cosine + 0.6 * overlap``, where titles and headings
 must win by 0.2 (they label an answer, they rarely state it); the top quote's highlight
 is the answer. When the highlighted sentence's cosine is under ``min_score``
@@ -227,11 +229,8 @@ def document_title(gen: Generation, doc: int) -> tuple[int, int, np.ndarray] | N
     spans, vecs = gen.units_in(row)
     if not len(spans):
         return None
-    a, b = int(spans[0][0]), int(spans[0][1])
-    text = gen.text(doc)
-    if text[:a].strip() or not is_heading(text, a, b):
-        return None
-    return a, b, vecs[0]
+    a, b = int(spans[0][0]), int(spans[0][1])  # the document's first unit
+    return (a, b, vecs[0]) if is_heading(gen.text(doc), a, b) else None
 
 
 def answer(
@@ -250,9 +249,15 @@ def answer(
     rescored = _rescore(q_terms, gen, chosen, query_vec, idf, scoring)
     scored = [(*r, hit.row) for r, hit in zip(rescored, chosen, strict=True)]
     scored.sort(key=lambda t: -t[0])
-    quotes = []
-    for final, _, span, row in scored[:top_k]:
+    quotes: list[Quote] = []
+    shown: list[tuple[int, int, int]] = []  # (document, start, end) of the quotes kept
+    for final, _, span, row in scored:
+        if len(quotes) == top_k:
+            break
         doc_row, start, end = (int(x) for x in gen.chunks[row])
+        if any(d == doc_row and a < end and start < b for d, a, b in shown):
+            continue  # overlaps a better quote (chunks share a sentence): never repeat text
+        shown.append((doc_row, start, end))
         doc = gen.document(doc_row)
         text = doc.text[start:end]
         if not (0 <= start < end <= len(doc.text) and start <= span[0] < span[1] <= end):

@@ -259,9 +259,10 @@ def native_bfloat16() -> bool:
 def resolve_precision(precision: str) -> str:
     """``"auto"`` -> bfloat16 where the CPU has native bfloat16, else float32.
 
-    Measured here (Xeon with AMX, MiniLM, 256 SQuAD paragraphs): bfloat16 autocast embeds 2.9x
-    faster on one thread (37.5 -> 110 chunks/s) with cosine 0.99999 to the float32 vectors;
-    single questions are 1.4 ms slower, so queries stay float32 (see README, Performance).
+    Measured here (Xeon with AMX, MiniLM, 256 SQuAD paragraphs, benchmarks/precision.py):
+    bfloat16 autocast embeds 2.7x faster on one thread (35 -> 95 chunks/s) with cosine 0.99998
+    to the float32 vectors; single questions are slower (12.6 vs 9.0 ms), so queries stay
+    float32 (docs/tuning.md section 7).
 
     Raises:
         ValueError: an unknown precision name.

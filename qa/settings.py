@@ -79,14 +79,15 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Torch threads for embedding during `qa index` / `build_index`. Batches "
-        "scale with threads (1,048 SQuAD paragraphs: 34.9 chunks/s on 1, 64.4 on 2, measured); "
+        "scale with threads (1,048 SQuAD paragraphs: 92 chunks/s on 1, 153 on 2 in bfloat16; "
+        "35 and 63 in float32; measured); "
         "the web app's background rebuilds use `threads` so questions keep their core.",
     )
     build_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="Matmul precision when embedding chunks for the index. auto = bfloat16 on "
-        "CPUs with native bfloat16 (AVX512-BF16/AMX: 2.9x faster here, cosine 0.99999 to "
-        "float32 vectors, same eval scores; see README), float32 elsewhere. Questions are "
+        "CPUs with native bfloat16 (AVX512-BF16/AMX: 2.7x faster here, cosine 0.99998 to "
+        "float32 vectors, same eval scores; docs/tuning.md section 7), float32 elsewhere. Questions are "
         "always embedded in float32.",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Chunks per embedding batch.")

@@ -72,3 +72,14 @@ def test_documents_without_titles_are_unaffected(tmp_path: Path) -> None:
     index = index_of(tmp_path, {"p.txt": "Zebras have stripes. Lions have manes.\n"})
     assert document_title(index.generation, 0) is None
     assert index.ask("Which animal has manes?").answer == "Lions have manes."
+
+
+def test_quotes_never_overlap(tmp_path: Path) -> None:
+    index = index_of(tmp_path, {"zebras.txt": ZEBRAS, "other.txt": FILLER}, chunk_tokens=30, chunk_overlap=1)
+    chunks = index.generation.chunks.tolist()
+    assert any(a[0] == b[0] and b[1] < a[2] for a, b in zip(chunks, chunks[1:])), "chunks should overlap"
+    answer = index.ask("What do the paragraphs say about savanna grass, rain and soil?", k=10)
+    assert len(answer.quotes) >= 4
+    for i, p in enumerate(answer.quotes):
+        for q in answer.quotes[i + 1 :]:
+            assert p.doc != q.doc or p.end <= q.start or q.end <= p.start, (p, q)
