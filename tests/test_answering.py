@@ -4,6 +4,7 @@ document's title speaks for every chunk of it."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import qa
@@ -77,7 +78,7 @@ def test_documents_without_titles_are_unaffected(tmp_path: Path) -> None:
 def test_quotes_never_overlap(tmp_path: Path) -> None:
     index = index_of(tmp_path, {"zebras.txt": ZEBRAS, "other.txt": FILLER}, chunk_tokens=30, chunk_overlap=1)
     chunks = index.generation.chunks.tolist()
-    assert any(a[0] == b[0] and b[1] < a[2] for a, b in zip(chunks, chunks[1:])), "chunks should overlap"
+    assert any(a[0] == b[0] and b[1] < a[2] for a, b in itertools.pairwise(chunks)), "chunks should overlap"
     answer = index.ask("What do the paragraphs say about savanna grass, rain and soil?", k=10)
     assert len(answer.quotes) >= 4
     for i, p in enumerate(answer.quotes):
