@@ -246,8 +246,20 @@ class SentenceTransformerEmbedder:
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+@functools.lru_cache(maxsize=1)
 def native_bfloat16() -> bool:
-    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX)."""
+    """True when the CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX).
+
+    Read from /proc/cpuinfo on Linux (no torch import: a rebuild with nothing to embed never
+    loads the model); elsewhere torch's own probe.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), None)
+        if flags is not None:
+            return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
     try:
         import torch
 

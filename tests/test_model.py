@@ -71,6 +71,10 @@ def test_bfloat16_build_vectors_agree_with_float32() -> None:
 
 
 def test_precision_auto_and_invalid() -> None:
+    import torch
+
+    # the /proc/cpuinfo reading agrees with torch's own probe
+    assert native_bfloat16() == (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     assert resolve_precision("auto") == ("bfloat16" if native_bfloat16() else "float32")
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("float16")
