@@ -27,7 +27,6 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import random
 import shutil
 import socket
 import sys
@@ -40,48 +39,10 @@ from typing import Any
 import _common as common
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.helpers.load_scenario import QUESTIONS, TOGGLED, toggle_document, write_reports  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
-TOGGLED = "zebra-facts.txt"
-QUESTIONS = [
-    "Who is OpenAI partnering with to manufacture AI hardware?",
-    "What stripes do zebras have?",
-    "Which report mentions the glacier near the harbour?",
-    "Why is Foxconn interested in AI servers?",
-    "What was lantern-shaped in the orchard?",
-]
-WORDS = [
-    "river",
-    "harbour",
-    "engine",
-    "ledger",
-    "orchard",
-    "glacier",
-    "quarry",
-    "lantern",
-    "compass",
-    "meadow",
-    "violin",
-    "canal",
-    "beacon",
-    "summit",
-    "tundra",
-    "falcon",
-    "copper",
-    "pepper",
-    "saddle",
-    "marble",
-]
-
-
-def write_reports(corpus: Path, n: int, seed: int = 5) -> None:
-    rng = random.Random(seed)
-    for i in range(n):
-        sentences = [
-            f"Report {i} notes that the {rng.choice(WORDS)} near the {rng.choice(WORDS)} was "
-            f"{rng.choice(WORDS)}-shaped in {1900 + rng.randrange(120)}."
-            for _ in range(40)
-        ]
-        (corpus / f"report-{i:03d}.txt").write_text(" ".join(sentences), encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------- clients
@@ -192,11 +153,7 @@ def main() -> None:
                 for n in range(args.max_rebuilds):
                     if stop.is_set():
                         break
-                    doc = corpus / TOGGLED
-                    if n % 2 == 0:
-                        doc.write_text("# Zebras\n\nZebras have black and white stripes.\n", encoding="utf-8")
-                    else:
-                        doc.unlink()
+                    toggle_document(corpus, n)
                     t0 = time.monotonic()
                     if service.start_rebuild() is None:
                         build_errors.append("start_rebuild refused")

@@ -16,7 +16,6 @@ more than one generation answered; answers overlapped rebuilds; the queue never 
 
 from __future__ import annotations
 
-import random
 import shutil
 import socket
 import statistics
@@ -35,59 +34,18 @@ from qa.answering import Answer
 from qa.app import DEFAULT_CONCURRENCY, build_ui, launch
 from qa.service import QAService
 from tests.conftest import DEFAULT_CORPUS, FakeEmbedder
+from tests.helpers.load_scenario import QUESTIONS, TOGGLED, ZEBRA_Q, toggle_document, write_reports
 
 CLIENTS = 16
 QUESTIONS_EACH = 5
 MAX_REBUILDS = 12  # keep_generations below is larger, so every answering generation stays on disk
 REPORTS = 40
-TOGGLED = "zebra-facts.txt"
-ZEBRA_Q = "What stripes do zebras have?"
-QUESTIONS = [
-    "Who is OpenAI partnering with to manufacture AI hardware?",
-    ZEBRA_Q,
-    "Which report mentions the glacier near the harbour?",
-    "Why is Foxconn interested in AI servers?",
-    "What was lantern-shaped in the orchard?",
-]
-WORDS = [
-    "river",
-    "harbour",
-    "engine",
-    "ledger",
-    "orchard",
-    "glacier",
-    "quarry",
-    "lantern",
-    "compass",
-    "meadow",
-    "violin",
-    "canal",
-    "beacon",
-    "summit",
-    "tundra",
-    "falcon",
-    "copper",
-    "pepper",
-    "saddle",
-    "marble",
-]
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def write_reports(corpus: Path, n: int, seed: int = 5) -> None:
-    rng = random.Random(seed)
-    for i in range(n):
-        sentences = [
-            f"Report {i} notes that the {rng.choice(WORDS)} near the {rng.choice(WORDS)} was "
-            f"{rng.choice(WORDS)}-shaped in {1900 + rng.randrange(120)}."
-            for _ in range(40)
-        ]
-        (corpus / f"report-{i:03d}.txt").write_text(" ".join(sentences), encoding="utf-8")
 
 
 @dataclass
@@ -146,11 +104,7 @@ def test_concurrent_clients_during_generation_swaps(
             for n in range(MAX_REBUILDS):
                 if stop.is_set():
                     break
-                doc = corpus / TOGGLED
-                if n % 2 == 0:
-                    doc.write_text("# Zebras\n\nZebras have black and white stripes.\n", encoding="utf-8")
-                else:
-                    doc.unlink()
+                toggle_document(corpus, n)
                 t0 = time.monotonic()
                 if service.start_rebuild() is None:
                     build_errors.append("start_rebuild refused: a build is still running")
