@@ -162,16 +162,17 @@ def _rescore(
     The sentences of all hits are tokenized in one call (one call per chunk was most of the
     answer stage's time)."""
     units = [gen.units_in(hit.row) for hit in hits]
+    docs = [int(gen.chunks[hit.row][0]) for hit in hits]
     texts: list[str] = []
     headings: list[bool] = []
-    for hit, (spans, _) in zip(hits, units, strict=True):
+    for hit, doc, (spans, _) in zip(hits, docs, units, strict=True):
         if not len(spans):  # cannot happen in a sound index: every chunk has units
             raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} has no sentence units")
-        text = gen.text(int(gen.chunks[hit.row][0]))
+        text = gen.text(doc)
         texts.extend(text[a:b] for a, b in spans.tolist())
         headings.extend(is_heading(text, a, b) for a, b in spans.tolist())
     titles: dict[int, tuple[int, int, np.ndarray]] = {}
-    for doc in dict.fromkeys(int(gen.chunks[hit.row][0]) for hit in hits):
+    for doc in dict.fromkeys(docs):
         title = document_title(gen, doc)
         if title is not None:
             titles[doc] = title
@@ -189,7 +190,7 @@ def _rescore(
     )
     out = []
     start = 0
-    for hit, (spans, vecs) in zip(hits, units, strict=True):
+    for hit, doc, (spans, vecs) in zip(hits, docs, units, strict=True):
         terms = all_terms[start : start + len(spans)]
         heading = np.array(headings[start : start + len(spans)])
         start += len(spans)
@@ -202,7 +203,7 @@ def _rescore(
         span = (int(spans[pick][0]), int(spans[pick][1]))
         # The document's title counts as a sentence of each of its chunks (the first chunk
         # has it anyway): the chunk that best matches after the title is the one quoted.
-        best = max(sentence.max(), title_score.get(int(gen.chunks[hit.row][0]), -np.inf))
+        best = max(sentence.max(), title_score.get(doc, -np.inf))
         score = best + scoring.chunk_weight * whole + scoring.dense_weight * hit.dense
         out.append((float(score), float(cos[pick]), span))
     return out
