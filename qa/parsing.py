@@ -66,7 +66,7 @@ DOCX_MAX_RATIO = 200
 ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
 # Bump when a parser's output changes: indexes built before re-parse every document once
 # (vectors of unchanged chunks are still reused).
-PARSER_VERSION = 2
+PARSER_VERSION = 3  # 3: an HTML table row is one line, cells separated by " | "
 WORKER_MEMORY_BYTES = 3 * 2**30
 # Location labels are cut to this many characters (a "heading" can be a whole page of text).
 LABEL_CHARS = 200
@@ -256,8 +256,6 @@ _BLOCK_TAGS = frozenset(
         "pre",
         "section",
         "table",
-        "td",
-        "th",
         "tr",
         "ul",
         "title",
@@ -339,6 +337,8 @@ def parse_html(data: bytes) -> Parsed:
                 continue
             if el.name in _BLOCK_TAGS:
                 block_break()
+            elif el.name in ("td", "th") and parts and not parts[-1].endswith("\n"):
+                emit("| " if parts[-1].endswith(" ") else " | ")  # a table row stays one line
             if el.name == "pre":
                 in_pre += 1
             if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
