@@ -30,16 +30,29 @@ from typing import Any
 
 import numpy as np
 
+from qa import phrases, verification, windows
 from qa.chunking import is_heading
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
+from qa.verification import Evidence, Verifier, features
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """The words that answer, inside the highlighted answer: ``text == document.text[start:end]``."""
+
+    text: str
+    start: int
+    end: int
 
 
 @dataclass(frozen=True)
 class Quote:
     """A verbatim passage: ``text == document.text[start:end]``; ``highlight`` is the
-    answering sentence's [start, end) in document offsets, inside [start, end)."""
+    answer's [start, end) in document offsets (one to three whole sentences), inside
+    [start, end). ``supports`` says whether the passage backs a found answer (False: one of the
+    "more passages", or a nearest passage when nothing was found)."""
 
     doc: str
     location: str
@@ -49,6 +62,7 @@ class Quote:
     score: float
     highlight: tuple[int, int]
     highlight_location: str = ""
+    supports: bool = True
 
     @property
     def highlight_text(self) -> str:
@@ -59,8 +73,11 @@ class Quote:
 @dataclass(frozen=True)
 class Answer:
     """The result of a question: ``found`` says whether the documents answer it; ``answer``
-    is the answering sentence (empty when not found); ``quotes`` are best first (the
-    nearest passages when not found)."""
+    is the answering sentence(s) (empty when not found); ``phrase`` the words that answer
+    inside it, when the question asks for a name, date, number or place; ``confidence`` the
+    verifier's probability that the shown answer answers the question; ``quotes`` are best
+    first (the nearest passages when not found). ``query`` is the text that was searched
+    (it differs from ``question`` when a conversation's history was used)."""
 
     question: str
     found: bool
@@ -69,15 +86,27 @@ class Answer:
     generation: str = ""
     message: str = ""
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+    confidence: float = 0.0
+    phrase: Phrase | None = None
+    query: str = ""
+    used_history: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``qa ask --json``."""
         return {
             "question": self.question,
             "found": self.found,
+            "confidence": round(self.confidence, 4),
             "answer": self.answer,
+            "phrase": (
+                None
+                if self.phrase is None
+                else {"text": self.phrase.text, "start": self.phrase.start, "end": self.phrase.end}
+            ),
             "message": self.message,
             "generation": self.generation,
+            "query": self.query or self.question,
+            "used_history": self.used_history,
             "quotes": [
                 {
                     "doc": q.doc,
@@ -87,6 +116,7 @@ class Answer:
                     "text": q.text,
                     "score": round(q.score, 4),
                     "highlight": list(q.highlight),
+                    "supports": q.supports,
                 }
                 for q in self.quotes
             ],
@@ -133,7 +163,8 @@ def weighted_overlap(
 class Scoring:
     """Weights of the answer stage, chosen jointly on SQuAD articles 1-12 and SciFact train
     queries, confirmed on SQuAD 13-24 and SciFact test (docs/tuning.md): fused retrieval
-    picks the ``depth`` candidates; the order comes from their sentences and the chunk."""
+    picks the ``depth`` candidates; the order comes from their sentences and the chunk.
+    Whether the best answer is *found* is the verifier's decision (``qa.verification``)."""
 
     lexical_weight: float = 0.45  # IDF-weighted question-term overlap of a sentence
     bigram_weight: float = 0.4  # share of the question's term bigrams found in a sentence
@@ -142,7 +173,23 @@ class Scoring:
     highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
     heading_margin: float = 0.2  # a title/heading must beat the best sentence by this to be the highlight
     depth: int = 40  # fused hits re-scored
-    min_score: float = 0.45  # highlighted sentence's cosine below this: "not found"
+    min_score: float = 0.0  # answer sentence's cosine below this: never "found", whatever the verifier says
+    min_confidence: float | None = None  # "found" from this probability on (None: the verifier's threshold)
+    support_margin: float = 0.5  # quotes within this of the best quote's score support a found answer
+    window: windows.WindowRules = field(default_factory=windows.WindowRules)
+
+    def threshold(self, verifier: Verifier) -> float:
+        return verifier.threshold if self.min_confidence is None else self.min_confidence
+
+
+_DEFAULT_VERIFIER: list[Verifier] = []
+
+
+def default_verifier() -> Verifier:
+    """The verifier shipped with qa (``qa/models/verifier.json``), read once."""
+    if not _DEFAULT_VERIFIER:
+        _DEFAULT_VERIFIER.append(verification.load())
+    return _DEFAULT_VERIFIER[0]
 
 
 def _bigrams(terms: Sequence[str]) -> set[tuple[str, str]]:
@@ -234,46 +281,175 @@ def document_title(gen: Generation, doc: int) -> tuple[int, int, np.ndarray] | N
     return (a, b, vecs[0]) if is_heading(gen.text(doc), a, b) else None
 
 
+NOT_FOUND = "The documents do not seem to contain an answer; these are the nearest passages."
+
+
+@dataclass(frozen=True)
+class Window:
+    """The answer window of the best passage and what the verifier reads about it."""
+
+    span: tuple[int, int]  # document offsets of the 1-3 answer sentences
+    best: tuple[int, int]  # the best sentence inside it
+    evidence: Evidence
+
+
+def _answer_window(
+    question: str,
+    q_terms: list[str],
+    gen: Generation,
+    ranked: Sequence[tuple[float, float, tuple[int, int], Hit]],
+    query_vec: np.ndarray,
+    idf: IdfTable,
+    scoring: Scoring,
+    fused_rank: int,
+) -> Window:
+    """Grow the best sentence of the best passage into its answer window (``qa.windows``)."""
+    final, cos, span, hit = ranked[0]
+    units, first, last = windows.neighbourhood(gen, hit.row)
+    doc = int(gen.chunks[hit.row][0])
+    text = gen.text(doc)
+    texts = [text[u.start : u.end] for u in units]
+    terms = tokenize(texts)
+    vecs = np.vstack([u.vector for u in units]).astype(np.float32)
+    cosines = vecs @ query_vec.reshape(-1)
+    overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
+    heading = np.array([is_heading(text, u.start, u.end) for u in units])
+    scores = cosines + scoring.highlight_lexical_weight * overlap - scoring.heading_margin * heading
+    best = next(i for i, u in enumerate(units) if (u.start, u.end) == span)
+    weight = {t: idf.get(t, idf.top) for t in set(q_terms)}
+    total = sum(weight.values()) or 1.0
+    best_terms = set(terms[best])
+    missing = [sum(weight[t] for t in set(ts) if t in weight and t not in best_terms) / total for ts in terms]
+    lo, hi = windows.choose(text, units, best, scores.tolist(), question, missing, scoring.window)
+    q_bigrams = _bigrams(q_terms)
+    c_start, c_end = int(gen.chunks[hit.row][1]), int(gen.chunks[hit.row][2])
+    inside = [
+        i for i in range(len(units)) if (c_start <= units[i].start and units[i].end <= c_end) or lo <= i < hi
+    ]
+    evidence = Evidence(
+        question=question,
+        q_terms=q_terms,
+        idf=idf,
+        top_idf=idf.top,
+        sentence=texts[best],
+        window=text[units[lo].start : units[hi - 1].end],
+        passage=text[min(c_start, units[lo].start) : max(c_end, units[hi - 1].end)],
+        sentence_terms=frozenset(terms[best]),
+        window_terms=frozenset(t for i in range(lo, hi) for t in terms[i]),
+        passage_terms=frozenset(t for i in inside for t in terms[i]),
+        sentence_cos=float(cosines[best]),
+        passage_cos=float(hit.dense),
+        score=final,
+        next_score=ranked[1][0] if len(ranked) > 1 else 0.0,
+        sentence_overlap=float(overlap[best]),
+        sentence_bigram=len(q_bigrams & _bigrams(terms[best])) / max(1, len(q_bigrams)),
+        dense_rank=hit.dense_rank,
+        bm25_rank=hit.bm25_rank,
+        fused_rank=fused_rank,
+        heading=bool(heading[best]),
+    )
+    del first, last, cos  # the window may reach into the neighbouring chunks
+    return Window((units[lo].start, units[hi - 1].end), span, evidence)
+
+
+def analyse(
+    question: str, gen: Generation, chosen: Sequence[Hit], query_vec: np.ndarray, scoring: Scoring
+) -> tuple[list[tuple[float, float, tuple[int, int], Hit]], Window]:
+    """Rank the re-scored hits and build the best passage's answer window and evidence.
+
+    ``answer`` uses it; ``benchmarks/train_verifier.py`` calls it to collect the verifier's
+    training data through the very same code.
+    """
+    q_terms = tokenize([question])[0]
+    idf = idf_weights(gen)
+    rescored = _rescore(q_terms, gen, chosen, query_vec, idf, scoring)
+    ranked = sorted(
+        ((r[0], r[1], r[2], hit) for r, hit in zip(rescored, chosen, strict=True)),
+        key=lambda t: -t[0],
+    )
+    fused_rank = next(i for i, h in enumerate(chosen) if h is ranked[0][3])
+    # the margin feature compares with the runner-up passage, not the best one's overlapping twin
+    window = _answer_window(
+        question, q_terms, gen, _distinct(gen, ranked), query_vec, idf, scoring, fused_rank
+    )
+    return ranked, window
+
+
 def answer(
-    question: str, gen: Generation, hits: Sequence[Hit], query_vec: np.ndarray, top_k: int, scoring: Scoring
+    question: str,
+    gen: Generation,
+    hits: Sequence[Hit],
+    query_vec: np.ndarray,
+    top_k: int,
+    scoring: Scoring,
+    verifier: Verifier | None = None,
 ) -> Answer:
-    """Build the Answer from fused hits (best first): re-score the first ``scoring.depth`` hits
-    by their sentences, keep ``top_k``."""
+    """Build the Answer from fused hits (best first).
+
+    Re-scores the first ``scoring.depth`` hits by their sentences; grows the best sentence of
+    the best passage into its answer window; asks ``verifier`` (default: the shipped one) how
+    likely that window answers the question; marks the answer phrase; keeps ``top_k``
+    non-overlapping quotes, those within ``scoring.support_margin`` of the best one marked as
+    supporting a found answer.
+    """
     chosen = list(hits[: max(top_k, scoring.depth)])
     if not chosen:
         msg = "The documents do not contain an answer" + (
             " (the index is empty)." if len(gen.chunks) == 0 else "."
         )
         return Answer(question, False, "", (), gen.name, msg)
-    q_terms = tokenize([question])[0]
-    idf = idf_weights(gen)
-    rescored = _rescore(q_terms, gen, chosen, query_vec, idf, scoring)
-    scored = [(*r, hit.row) for r, hit in zip(rescored, chosen, strict=True)]
-    scored.sort(key=lambda t: -t[0])
+    verifier = verifier or default_verifier()
+    ranked, window = analyse(question, gen, chosen, query_vec, scoring)
+    evidence = window.evidence
+    confidence = verifier.probability(features(evidence))
+    found = confidence >= scoring.threshold(verifier) and evidence.sentence_cos >= scoring.min_score
+    top_score = ranked[0][0]
     quotes: list[Quote] = []
     shown: list[tuple[int, int, int]] = []  # (document, start, end) of the quotes kept
-    for final, _, span, row in scored:
+    for final, _, span, hit in ranked:
         if len(quotes) == top_k:
             break
-        doc_row, start, end = (int(x) for x in gen.chunks[row])
+        doc_row, start, end = (int(x) for x in gen.chunks[hit.row])
+        if not quotes:  # the best passage, widened so that its whole answer window is inside
+            span = window.span
+            start, end = min(start, span[0]), max(end, span[1])
         if any(d == doc_row and a < end and start < b for d, a, b in shown):
             continue  # overlaps a better quote (chunks share a sentence): never repeat text
         shown.append((doc_row, start, end))
         doc = gen.document(doc_row)
-        text = doc.text[start:end]
         if not (0 <= start < end <= len(doc.text) and start <= span[0] < span[1] <= end):
-            raise IndexCorruptError(f"{gen.dir}: chunk {row} offsets do not fit its document")
-        quotes.append(
-            Quote(doc.id, doc.location_at(start), start, end, text, final, span, doc.location_at(span[0]))
-        )
-    best_cos = scored[0][1]
-    if best_cos >= scoring.min_score:
-        return Answer(question, True, quotes[0].highlight_text, tuple(quotes), gen.name)
-    return Answer(
-        question,
-        False,
-        "",
-        tuple(quotes),
-        gen.name,
-        "The documents do not seem to contain an answer; these are the nearest passages.",
+            raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} offsets do not fit its document")
+        where = doc.location_at(span[0])
+        supports = found and final >= top_score - scoring.support_margin
+        quotes.append(Quote(doc.id, where, start, end, doc.text[start:end], final, span, where, supports))
+    if not found:
+        return Answer(question, False, "", tuple(quotes), gen.name, NOT_FOUND, confidence=confidence)
+    top = quotes[0]
+    text = gen.text(int(gen.chunks[ranked[0][3].row][0]))
+    chosen_phrase = phrases.pick(text, window.span, window.best, phrases.answer_type(question), question)
+    phrase = (
+        None
+        if chosen_phrase is None
+        else Phrase(text[chosen_phrase.start : chosen_phrase.end], chosen_phrase.start, chosen_phrase.end)
     )
+    return Answer(
+        question, True, top.highlight_text, tuple(quotes), gen.name, confidence=confidence, phrase=phrase
+    )
+
+
+def _distinct(
+    gen: Generation, ranked: Sequence[tuple[float, float, tuple[int, int], Hit]]
+) -> list[tuple[float, float, tuple[int, int], Hit]]:
+    """``ranked`` without the passages that overlap the first one (its neighbours share a
+    sentence with it), so that ``[1]`` is the runner-up passage."""
+    doc, start, end = (int(x) for x in gen.chunks[ranked[0][3].row])
+    rest = [
+        r
+        for r in ranked[1:]
+        if not (
+            int(gen.chunks[r[3].row][0]) == doc
+            and int(gen.chunks[r[3].row][1]) < end
+            and start < int(gen.chunks[r[3].row][2])
+        )
+    ]
+    return [ranked[0], *rest]

@@ -104,6 +104,13 @@ button.qa-cite { cursor: pointer; border: none; background: none; padding: 0; fo
 blockquote.qa-text { white-space: pre-wrap; margin: 0.25em 0 0 0; padding: 0.4em 0.8em;
   border-left: 3px solid var(--color-accent); background: var(--background-fill-secondary);
   font-style: normal; quotes: none; }
+li.qa-nearest blockquote.qa-text { border-left-color: var(--border-color-primary);
+  color: var(--body-text-color-subdued); }
+mark strong.qa-phrase { font-weight: 700; }
+.qa-found strong.qa-phrase { font-size: 1.1em; }
+.qa-confidence { font-size: 0.8em; color: var(--body-text-color-subdued); margin-left: 0.4em; }
+details.qa-more summary { cursor: pointer; font-size: 0.85em; color: var(--body-text-color-subdued);
+  margin: 0.4em 0; }
 .qa-time { font-size: 0.75em; color: var(--body-text-color-subdued); }
 """
 )

@@ -56,7 +56,7 @@ def _strip(text: str, start: int, end: int) -> Span | None:
     return (start, end) if start < end else None
 
 
-def _is_label(line: str) -> bool:
+def is_label(line: str) -> bool:
     """A short line without closing punctuation ("Results", "Chapter 2"): a heading-like label."""
     return len(line) < 60 and not line.endswith(_TERMINAL)
 
@@ -73,7 +73,7 @@ def _blocks(text: str) -> list[Span]:
             not stripped_prev
             or _BLOCK_START.match(line) is not None
             or _HEADING.match(prev_line) is not None
-            or _is_label(stripped_prev)
+            or is_label(stripped_prev)
         )
         if pos > start and breaks:
             blocks.append((start, pos))
@@ -113,7 +113,7 @@ def is_heading(text: str, start: int, end: int) -> bool:
         return True
     if _NON_SPACE.search(text, after.end()) is None:
         return False  # nothing follows: a closing line, not a heading
-    if _is_label(line):
+    if is_label(line):
         return True
     first = _NON_SPACE.search(text)  # the document's first visible character
     blank_after = text.startswith("\n", after.end())

@@ -6,6 +6,7 @@ and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -145,15 +146,108 @@ def ask_cmd(
     if as_json:
         click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
         return
+    print_answer(answer)
+
+
+def print_answer(answer: Any) -> None:
+    """An Answer for people: the phrase first, then the answer, its confidence and the quotes
+    (highlight underlined, phrase bold); supporting quotes first, the rest as "more passages";
+    when nothing was found, the nearest passages without highlights."""
     if answer.found:
-        click.echo(click.style("Answer: ", bold=True) + answer.answer)
+        if answer.phrase is not None:
+            click.echo(click.style("Answer: ", bold=True) + click.style(answer.phrase.text, bold=True))
+            click.echo(f"  \u201c{answer.answer}\u201d")
+        else:
+            click.echo(click.style("Answer: ", bold=True) + answer.answer)
+        click.echo(f"  confidence {answer.confidence:.2f}")
     else:
-        click.echo(click.style(answer.message, bold=True))
+        click.echo(
+            click.style("Not found in the documents", bold=True) + f" (confidence {answer.confidence:.2f})."
+        )
+        if answer.quotes:
+            click.echo("Nearest passages (they do not answer the question):")
+    more = False
     for i, q in enumerate(answer.quotes, 1):
+        if answer.found and not q.supports and not more:
+            click.echo("\nMore passages:")
+            more = True
         where = f"{q.doc}" + (f", {q.location}" if q.location else "")
         click.echo(f"\n[{i}] {where}  [{q.start}:{q.end}]  score {q.score:.3f}")
+        if not answer.found or not q.supports:
+            click.echo("  > " + q.text)
+            continue
         a, b = q.highlight[0] - q.start, q.highlight[1] - q.start
-        click.echo("  > " + q.text[:a] + click.style(q.text[a:b], bold=True, underline=True) + q.text[b:])
+        marked = q.text[a:b]
+        if i == 1 and answer.phrase is not None:
+            pa, pb = answer.phrase.start - q.highlight[0], answer.phrase.end - q.highlight[0]
+            marked = (
+                click.style(marked[:pa], underline=True)
+                + click.style(marked[pa:pb], bold=True, underline=True)
+                + click.style(marked[pb:], underline=True)
+            )
+        else:
+            marked = click.style(marked, underline=True)
+        click.echo("  > " + q.text[:a] + marked + q.text[b:])
+
+
+@main.command("chat")
+@_INDEX_OPT
+@_MODEL_OPT
+@click.option("--k", "k", type=click.IntRange(1, 100), default=None, help="Quotes per answer (default 5).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Read one question per line from standard input, write one JSON answer per line.",
+)
+@_edge
+def chat_cmd(index: Path | None, model: Path | None, k: int | None, as_json: bool) -> None:
+    """Chat in the terminal: follow-up questions use the conversation ("Where will they build
+    it?"). Commands: :new starts over, :quit (or Ctrl-D) leaves; arrow keys recall questions."""
+    from qa.index import Index
+
+    settings = _settings(index=index, model=model)
+    idx = Index.load(settings.index, settings)
+    for w in idx.warnings:
+        click.echo(f"warning: {w}", err=True)
+    chat = idx.conversation()
+    if as_json:
+        for line in sys.stdin:
+            question = line.strip()
+            if not question:
+                continue
+            try:
+                click.echo(json.dumps(chat.ask(question, k).to_dict(), ensure_ascii=False))
+            except QAError as exc:  # one bad line must not end a script's session
+                click.echo(json.dumps({"question": question, "error": str(exc)}, ensure_ascii=False))
+            sys.stdout.flush()
+        return
+    with contextlib.suppress(ImportError):  # not on every platform; plain input() still works
+        import readline  # noqa: F401  (line editing and arrow-key recall for input())
+    click.echo("Ask a question about your documents (:new starts over, :quit leaves).", err=True)
+    while True:
+        try:
+            question = input("? ").strip()
+        except EOFError:
+            click.echo("", err=True)
+            return
+        if not question:
+            continue
+        if question in (":quit", ":q", ":exit"):
+            return
+        if question in (":new", ":reset"):
+            chat.reset()
+            click.echo("New conversation.", err=True)
+            continue
+        try:
+            answer = chat.ask(question, k)
+        except QAError as exc:
+            click.echo(f"error: {exc}", err=True)
+            continue
+        if answer.used_history:
+            click.echo(click.style(f"Searched for: {answer.query}", dim=True))
+        print_answer(answer)
+        click.echo("")
 
 
 @main.group("eval")
@@ -182,7 +276,8 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
             for sub, values in value.items():
                 click.echo(f"{key + ' ' + sub:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in values.items()))
         elif isinstance(value, dict):
-            click.echo(f"{key:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in value.items()))
+            numbers = {k: v for k, v in value.items() if isinstance(v, int | float)}
+            click.echo(f"{key:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in numbers.items()))
         elif isinstance(value, float):
             click.echo(f"{key:28s} {value:.4f}")
         else:
@@ -199,7 +294,8 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
     "--plot",
     type=click.Path(path_type=Path),
     default=None,
-    help="Write a PNG of recall@k for dense, BM25, fused and qa (needs matplotlib).",
+    help="Write a PNG of recall@k for dense, BM25, fused and qa, and PNG-reliability.png, the "
+    "reliability diagram of the confidence (needs matplotlib).",
 )
 @_edge
 def eval_squad_cmd(
@@ -217,6 +313,64 @@ def eval_squad_cmd(
     _emit({"file": str(file), **result}, as_json, out)
     if plot is not None:
         evaluation.plot_recall(result, plot, f"{file.name}: {result['answerable']} questions")
+        reliability = plot.with_name(plot.stem + "-reliability" + plot.suffix)
+        evaluation.plot_reliability(result, reliability, f"{file.name}: {result['questions']} questions")
+        click.echo(f"wrote {plot} and {reliability}", err=True)
+
+
+@eval_group.command("questions")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--corpus",
+    "corpus",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Folder of the documents the questions are about (indexed on its own).",
+)
+@_WORK_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
+@_edge
+def eval_questions_cmd(file: Path, corpus: Path, work: Path | None, as_json: bool, out: Path | None) -> None:
+    """Ask the questions of a JSONL FILE (answerable, near-miss, off-topic; format in
+    tests/data/smalldocs/README.md) about the documents in --corpus."""
+    from qa import evaluation
+    from qa.building import build_index
+    from qa.index import Index
+
+    settings = _settings()
+    questions = evaluation.load_questions(file)
+    index_dir = (work or Path(".eval-cache") / file.parent.name) / "index"
+    build_index(settings, corpus=corpus, index=index_dir, progress=_bar_progress())
+    result = evaluation.eval_questions(questions, Index.load(index_dir, settings), _bar_progress())
+    _emit({"file": str(file), "corpus": str(corpus), **result}, as_json, out)
+
+
+@eval_group.command("followups")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--squad",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The SQuAD file the conversations were made from (its paragraphs are indexed).",
+)
+@_WORK_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")
+@_edge
+def eval_followups_cmd(file: Path, squad: Path, work: Path | None, as_json: bool, out: Path | None) -> None:
+    """Ask the conversations of FILE (made by make_followups.py) turn by turn: passage recall@1
+    of follow-ups in conversation, alone and in their original wording, and of topic switches."""
+    from qa import evaluation
+
+    settings = _settings()
+    docs, _ = evaluation.load_squad(squad)
+    conversations = evaluation.load_followups(file, squad)
+    index = evaluation.prepare_index(
+        docs, work or Path(".eval-cache") / squad.stem, settings, None, _bar_progress()
+    )
+    result = evaluation.eval_followups(conversations, index, _bar_progress())
+    _emit({"file": str(file), "squad": str(squad), **result}, as_json, out)
 
 
 @eval_group.command("beir")

@@ -6,13 +6,16 @@ with a single generation even while ``reload()`` swaps in a new one from another
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qa import answering, retrieval, store
+from qa import answering, conversation, retrieval, store, verification
 from qa.answering import Answer
+from qa.conversation import Conversation
 from qa.embedding import Embedder, get_embedder
 from qa.errors import InvalidQuestionError
 from qa.settings import Settings
@@ -34,7 +37,15 @@ class Index:
         self.settings = settings
         self.warnings = warnings
         self._reload_lock = threading.Lock()
-        self.scoring = answering.Scoring(depth=settings.rerank_depth, min_score=settings.min_score)
+        self.scoring = answering.Scoring(
+            depth=settings.rerank_depth,
+            min_score=settings.min_score,
+            min_confidence=settings.min_confidence,
+            support_margin=settings.support_margin,
+        )
+        self.verifier = (
+            verification.load(settings.verifier) if settings.verifier else answering.default_verifier()
+        )
 
     @classmethod
     def load(
@@ -87,8 +98,20 @@ class Index:
             self._gen, self.warnings = gen, warnings
             return True
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
+    def conversation(self, max_turns: int = 8) -> Conversation:
+        """A new conversation: follow-up questions are searched with the earlier turns' topic
+        (see ``qa.conversation``)."""
+        return Conversation(self, max_turns)
+
+    def ask(
+        self, question: str, k: int | None = None, history: Sequence[tuple[str, Answer]] | None = None
+    ) -> Answer:
         """Answer ``question`` with up to ``k`` verbatim quotes (default ``settings.top_k``).
+
+        ``history`` holds the earlier turns of a conversation, oldest first, as (question,
+        answer) pairs; ``Index.conversation()`` keeps it for you. When the question leans on
+        them ("Where will they build it?") the topic of those turns is searched too and
+        ``Answer.query`` says what was searched.
 
         Raises:
             InvalidQuestionError: empty or longer than ``settings.max_question_chars``.
@@ -106,21 +129,43 @@ class Index:
             raise InvalidQuestionError(f"k must be between 1 and 100, got {k}")
         gen = self._gen  # one snapshot for the whole question
         t0 = time.perf_counter()
-        query_vec = self.embedder.encode([q])[0]
+        terms = retrieval.tokenize([q])[0]
+        query = q
+        if history and conversation.depends(q, terms):
+            words = conversation.topic(list(history), q, lambda text: self._rare_words(gen, text))
+            if words:
+                query = f"{q} {' '.join(words)}"
+        texts = [query] if query == q else [query, q]
+        vectors = self.embedder.encode(texts)
         t1 = time.perf_counter()
+        query_terms = terms if query == q else retrieval.tokenize([query])[0]
+        also = [] if query == q else [(vectors[1], terms, conversation.ASKED_WEIGHT)]
         hits = retrieval.search(
             gen,
-            query_vec,
-            retrieval.tokenize([q])[0],
+            vectors[0],
+            query_terms,
             max(self.settings.candidates, k),
             self.settings.dense_weight,
             self.settings.rrf_k,
+            also,
         )
+        if query != q and history:
+            hits = conversation.prefer_documents(gen, hits, history[-1][1])
         t2 = time.perf_counter()
-        result = answering.answer(q, gen, hits, query_vec, k, self.scoring)
+        result = answering.answer(query, gen, hits, vectors[0], k, self.scoring, self.verifier)
         t3 = time.perf_counter()
+        result = dataclasses.replace(result, question=q, query=query, used_history=query != q)
         result.timings.update({"embed": t1 - t0, "search": t2 - t1, "answer": t3 - t2})
         return result
+
+    @staticmethod
+    def _rare_words(gen: store.Generation, text: str) -> list[str]:
+        """Words of ``text`` (as written) with the highest IDF in ``gen`` first, stopwords out."""
+        idf = answering.idf_weights(gen)
+        words = [w for w in dict.fromkeys(text.replace("?", " ").split()) if retrieval.tokenize([w])[0]]
+        return sorted(
+            words, key=lambda w: -max((idf.get(t, idf.top) for t in retrieval.tokenize([w])[0]), default=0)
+        )
 
 
 def ask(

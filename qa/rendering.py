@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.answering import Answer, Quote
+from qa.answering import Answer, Phrase, Quote
 from qa.documents import FORMATS
 from qa.errors import (
     BuildLockedError,
@@ -43,37 +43,74 @@ def _cite_label(q: Quote) -> str:
     return q.doc + (f", {q.location}" if q.location else "")
 
 
-def render_quote_text(q: Quote) -> str:
-    """The quote's text, escaped, with the answering sentence in ``<mark>``."""
+def render_quote_text(q: Quote, phrase: Phrase | None = None, highlight: bool = True) -> str:
+    """The quote's text, escaped, with the answer in ``<mark>`` and the answer phrase (when it
+    lies inside the mark) in ``<strong>``; ``highlight=False`` renders it plain (a nearest
+    passage, or one that does not support the answer)."""
+    if not highlight:
+        return esc(q.text)
     a = max(0, min(len(q.text), q.highlight[0] - q.start))
     b = max(a, min(len(q.text), q.highlight[1] - q.start))
-    return f"{esc(q.text[:a])}<mark>{esc(q.text[a:b])}</mark>{esc(q.text[b:])}"
+    inner = esc(q.text[a:b])
+    if phrase is not None and q.highlight[0] <= phrase.start < phrase.end <= q.highlight[1]:
+        pa, pb = phrase.start - q.start, phrase.end - q.start
+        inner = (
+            f'{esc(q.text[a:pa])}<strong class="qa-phrase">{esc(q.text[pa:pb])}</strong>{esc(q.text[pb:b])}'
+        )
+    return f"{esc(q.text[:a])}<mark>{inner}</mark>{esc(q.text[b:])}"
+
+
+def _render_quote(q: Quote, turn: int, i: int, phrase: Phrase | None, highlight: bool) -> str:
+    where = f"chars {q.start}–{q.end}"
+    css = "qa-quote" if highlight else "qa-quote qa-nearest"
+    return (
+        f'<li class="{css}">'
+        f'<div class="qa-cite-head"><button type="button" class="qa-cite" data-cite="{turn}:{i}" '
+        f'title="Open this passage in its document">[{i + 1}] {esc(_cite_label(q))}</button> '
+        f'<span class="qa-meta">{esc(where)} · score {q.score:.2f}</span></div>'
+        f'<blockquote class="qa-text">{render_quote_text(q, phrase, highlight)}</blockquote></li>'
+    )
 
 
 def render_answer(answer: Answer, turn: int) -> str:
-    """One answer: the answering sentence (or a not-found notice) and the quoted passages."""
+    """One answer: the phrase and answer sentence(s) with the confidence (or a not-found
+    notice), the supporting quotes highlighted, the other passages collapsed under "More
+    passages", and nearest passages (not found) in a neutral style, never highlighted."""
     parts: list[str] = []
     if answer.found:
+        said = (
+            f'<strong class="qa-phrase">{esc(answer.phrase.text)}</strong> — '
+            if answer.phrase is not None
+            else ""
+        )
         parts.append(
-            f'<div class="qa-found"><span class="qa-label">Answer</span> <q>{esc(answer.answer)}</q></div>'
+            f'<div class="qa-found"><span class="qa-label">Answer</span> {said}<q>{esc(answer.answer)}</q> '
+            f'<span class="qa-confidence">confidence {answer.confidence:.2f}</span></div>'
         )
     else:
         parts.append(
             '<div class="qa-notfound"><strong>Not found in the documents.</strong> '
-            f"{esc(answer.message)}</div>"
+            f"{esc(answer.message)} "
+            f'<span class="qa-confidence">confidence {answer.confidence:.2f}</span></div>'
         )
-    if answer.quotes:
-        title = "Quoted passages" if answer.found else "Nearest passages (they do not answer the question)"
+    supporting = [i for i, q in enumerate(answer.quotes) if answer.found and q.supports]
+    others = [i for i in range(len(answer.quotes)) if i not in supporting]
+    if supporting:
+        parts.append('<div class="qa-quotes-title">Quoted passages</div><ol class="qa-quotes">')
+        for i in supporting:
+            phrase = answer.phrase if i == 0 else None
+            parts.append(_render_quote(answer.quotes[i], turn, i, phrase, True))
+        parts.append("</ol>")
+    if others and answer.found:
+        parts.append(
+            f'<details class="qa-more"><summary>More passages ({len(others)})</summary><ol class="qa-quotes">'
+        )
+        parts.extend(_render_quote(answer.quotes[i], turn, i, None, False) for i in others)
+        parts.append("</ol></details>")
+    elif others:
+        title = "Nearest passages (they do not answer the question)"
         parts.append(f'<div class="qa-quotes-title">{esc(title)}</div><ol class="qa-quotes">')
-        for i, q in enumerate(answer.quotes):
-            where = f"chars {q.start}–{q.end}"
-            parts.append(
-                '<li class="qa-quote">'
-                f'<div class="qa-cite-head"><button type="button" class="qa-cite" data-cite="{turn}:{i}" '
-                f'title="Open this passage in its document">[{i + 1}] {esc(_cite_label(q))}</button> '
-                f'<span class="qa-meta">{esc(where)} · score {q.score:.2f}</span></div>'
-                f'<blockquote class="qa-text">{render_quote_text(q)}</blockquote></li>'
-            )
+        parts.extend(_render_quote(answer.quotes[i], turn, i, None, False) for i in others)
         parts.append("</ol>")
     return "".join(parts)
 
@@ -141,9 +178,9 @@ def render_source(doc_text: str, q: Quote, context: int = SOURCE_CONTEXT) -> str
         + esc(doc_text[lo : q.start])
         + '<span class="qa-passage">'
         + esc(doc_text[q.start : a])
-        + "<mark>"
+        + ("<mark>" if q.supports else "")  # a nearest passage is outlined, never marked as an answer
         + esc(doc_text[a:b])
-        + "</mark>"
+        + ("</mark>" if q.supports else "")
         + esc(doc_text[b : q.end])
         + "</span>"
         + esc(doc_text[q.end : hi])

@@ -32,6 +32,11 @@ def _stemmer() -> Any:
     return stemmer
 
 
+def stem(word: str) -> str:
+    """The Snowball stem of one lower-cased word, as BM25 terms are stemmed."""
+    return str(_stemmer().stemWord(word.lower()))
+
+
 def tokenize(texts: Sequence[str]) -> list[list[str]]:
     """BM25 tokens: lower-cased words of 2+ characters, English stopwords out, Snowball-stemmed."""
     import bm25s
@@ -98,8 +103,14 @@ def search(
     candidates: int,
     dense_weight: float,
     rrf_k: int,
+    also: Sequence[tuple[np.ndarray, list[str], float]] = (),
 ) -> list[Hit]:
-    """Fused ranking of up to ``2 * candidates`` chunks, best first."""
+    """Fused ranking of up to ``2 * candidates`` chunks, best first.
+
+    ``also`` adds more queries (vector, tokens, weight) whose dense and BM25 rankings join the
+    fusion with that weight (a follow-up question is searched with its topic and as asked).
+    Cosines, BM25 scores and ranks in the hits are those of the main query.
+    """
     d_rows, d_scores = dense_search(gen, query_vec, candidates)
     lexical = bm25_scores(gen, query_tokens)
     positive = np.flatnonzero(lexical > 0)
@@ -112,6 +123,20 @@ def search(
         entry[0] += (1.0 - dense_weight) / (rrf_k + rank)
         entry[2] = float(lexical[row])
         entry[4] = rank
+    for vec, tokens, weight in also:
+        rows, _ = dense_search(gen, vec, candidates)
+        for rank, row in enumerate(rows.tolist(), start=1):
+            fused.setdefault(row, [0.0, float("nan"), float(lexical[row]), 0, 0])[0] += (
+                weight * dense_weight / (rrf_k + rank)
+            )
+        extra = bm25_scores(gen, tokens)
+        hit_rows = np.flatnonzero(extra > 0)
+        for rank, row in enumerate(
+            hit_rows[np.argsort(-extra[hit_rows], kind="stable")[:candidates]].tolist(), 1
+        ):
+            fused.setdefault(row, [0.0, float("nan"), float(lexical[row]), 0, 0])[0] += (
+                weight * (1.0 - dense_weight) / (rrf_k + rank)
+            )
     missing = [row for row, e in fused.items() if e[3] == 0]
     if missing:  # cosine of BM25-only hits, for the answer threshold and display
         vecs = np.vstack([gen.index.reconstruct(int(r)) for r in missing])

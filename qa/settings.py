@@ -51,12 +51,30 @@ class Settings(BaseSettings):
         40, ge=1, le=1000, description="Fused hits re-scored by their sentences before the top k are kept."
     )
     min_score: float = Field(
-        0.45,
+        0.0,
         ge=-1.0,
         le=1.0,
-        description="Below this cosine of the answering sentence the documents are said not to "
-        "contain an answer (nearest passages still shown). Calibrated on SQuAD: best balanced "
-        "accuracy, see docs/tuning.md.",
+        description="Floor on the answering sentence's cosine: below it the answer is never "
+        "'found', whatever the verifier says (0 = the verifier alone decides).",
+    )
+    verifier: Path | None = Field(
+        None,
+        description="Answer verifier file (QA_VERIFIER; JSON written by benchmarks/train_verifier.py). "
+        "Default: qa/models/verifier.json, fitted on SQuAD 2.0 (docs/tuning.md section 11).",
+    )
+    min_confidence: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Confidence from which an answer counts as found (QA_MIN_CONFIDENCE). Default: "
+        "the verifier file's threshold, chosen so that at most 10% of answerable SQuAD 2.0 "
+        "questions are refused.",
+    )
+    support_margin: float = Field(
+        0.5,
+        ge=0.0,
+        description="Quotes scoring within this of the best quote support a found answer; the "
+        "others are shown as 'more passages' (docs/tuning.md section 11).",
     )
     max_file_mb: float = Field(
         64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."

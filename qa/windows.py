@@ -1,0 +1,176 @@
+"""Answer windows: the smallest run of whole sentences (one to three) that answers.
+
+The answer stage picks the best sentence of the best passage. This module decides whether a
+neighbouring sentence belongs to the answer too, across chunk boundaries (the neighbour's
+vector comes from its own chunk), with four rules:
+
+1. **announces**: the sentence ends with ":" or promises what follows ("several categories of
+   devices.", "the following", "as follows"), so the next sentence is the content. Example:
+   "The collaboration is expected to produce several categories of devices." + "These include
+   data center racks, ..." is the answer to "What kinds of devices will it produce?".
+2. **label**: the sentence is a heading ("### How far can the unit be?") or a short line
+   without closing punctuation (a table cell, a "Fuel reserve" label) and the next line holds
+   its content or value.
+3. **type**: the question asks for a date, number or name, the sentence has none of that type
+   and a neighbour does, and the neighbour scores within ``type_margin`` of the sentence.
+   Example: "How tall is the lighthouse?" -> "It was built in 1874." + "It stands 43 metres
+   tall."
+4. **missing terms**: a neighbour scores within ``term_margin`` and holds question terms the
+   sentence lacks, worth at least ``term_share`` of the question's IDF weight (a pronoun
+   sentence whose subject is named in the sentence before).
+
+Each rule adds one sentence; the window never exceeds ``max_sentences``. Margins were chosen
+on SQuAD articles (docs/tuning.md section 11).
+
+Non-goals: reordering sentences, windows across documents.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from qa import phrases
+from qa.chunking import is_heading, is_label
+from qa.store import Generation
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A sentence unit of a document: [start, end) offsets and its vector (from chunk ``row``)."""
+
+    start: int
+    end: int
+    vector: np.ndarray
+    row: int
+
+
+def neighbourhood(gen: Generation, row: int, radius: int = 1) -> tuple[list[Unit], int, int]:
+    """The sentence units of chunk ``row`` and of up to ``radius`` chunks on each side in the
+    same document, sorted, without duplicates (chunks overlap by a sentence; the unit of
+    ``row`` itself is kept). Returns (units, first, last): ``units[first:last]`` are the
+    units of ``row``."""
+    doc = int(gen.chunks[row][0])
+    found: dict[tuple[int, int], Unit] = {}
+    for r in range(row - radius, row + radius + 1):
+        if r < 0 or r >= len(gen.chunks) or int(gen.chunks[r][0]) != doc:
+            continue
+        spans, vecs = gen.units_in(r)
+        for (a, b), v in zip(spans.tolist(), vecs, strict=True):
+            if (a, b) not in found or r == row:
+                found[(a, b)] = Unit(a, b, v, r)
+    units = sorted(found.values(), key=lambda u: u.start)
+    inside = [i for i, u in enumerate(units) if u.row == row]
+    return units, inside[0], inside[-1] + 1
+
+
+@dataclass(frozen=True)
+class WindowRules:
+    """Margins of the neighbour rules (scores are the highlight scores of the answer stage)."""
+
+    max_sentences: int = 3
+    type_margin: float = 0.35
+    term_margin: float = 0.25
+    term_share: float = 0.2
+
+
+_ANNOUNCE = re.compile(
+    r"(?::\s*$|\b(?:the following|as follows|below|following (?:\w+ ){0,2}(?:are|were|is|was|include[sd]?))\b"
+    r"|\b(?:several|various|a number of|a range of|a variety of|many|multiple|numerous|two|three|four|five|"
+    r"six|seven|eight|nine|ten|\d+)\s+(?:[\w-]+\s+){0,3}[\w-]+s\b[^.!?]*[.!?]?\s*$)",
+    re.I,
+)
+_CONTINUES = re.compile(
+    r"^\s*(?:these|they|those|this|such|it|its|their|the following|examples|among them|"
+    r"[-*\u2022]|\d{1,2}[.)])",
+    re.I,
+)
+
+
+def announces(sentence: str, following: str) -> bool:
+    """Whether ``sentence`` promises what ``following`` delivers ("...several categories of
+    devices." + "These include ...", or a line ending with a colon)."""
+    if sentence.rstrip().endswith(":"):
+        return True
+    return _ANNOUNCE.search(sentence) is not None and _CONTINUES.match(following) is not None
+
+
+def _has_type(text: str, unit: Unit, wanted: str, question_words: set[str]) -> bool:
+    for c in phrases.candidates(text, unit.start, unit.end):
+        if phrases.serves(c.kind, wanted) and not phrases.words_of(text[c.start : c.end]) <= question_words:
+            return True
+    return False
+
+
+def choose(
+    text: str,
+    units: Sequence[Unit],
+    best: int,
+    scores: Sequence[float],
+    question: str,
+    missing_weight: Sequence[float],
+    rules: WindowRules = WindowRules(),
+) -> tuple[int, int]:
+    """The window ``units[lo:hi]`` around ``units[best]``.
+
+    Args:
+        text: the document text the units index.
+        units: sentence units in document order.
+        best: index of the best sentence.
+        scores: highlight score of each unit.
+        question: the question as asked.
+        missing_weight: per unit, the share of the question's IDF weight it holds that
+            ``units[best]`` lacks (0 for the best unit itself).
+        rules: the margins.
+
+    Returns:
+        (lo, hi) with lo <= best < hi and hi - lo <= rules.max_sentences.
+    """
+    lo, hi = best, best + 1
+
+    def room() -> bool:
+        return hi - lo < rules.max_sentences
+
+    # 1-2: a sentence that announces a list, or a label whose value is on the next line.
+    while room() and hi < len(units):
+        last = units[hi - 1]
+        nxt = units[hi]
+        line = text[last.start : last.end]
+        label = "\n" in text[last.end : nxt.start] and "\n" not in line and (
+            is_label(line.strip()) or is_heading(text, last.start, last.end)
+        )
+        if announces(line, text[nxt.start : nxt.end]) or label:
+            hi += 1
+            if not text[last.start : last.end].rstrip().endswith(":") or not _CONTINUES.match(
+                text[units[hi - 1].start : units[hi - 1].end]
+            ):
+                break
+        else:
+            break
+    wanted = phrases.answer_type(question)
+    q_words = phrases.words_of(question)
+    neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(units) and not lo <= i < hi]
+    # 3: the question's answer type is missing from the window and a close neighbour has it.
+    if (
+        wanted != phrases.OTHER
+        and room()
+        and not any(_has_type(text, units[i], wanted, q_words) for i in range(lo, hi))
+    ):
+        typed = [
+            i
+            for i in neighbours
+            if scores[i] >= scores[best] - rules.type_margin and _has_type(text, units[i], wanted, q_words)
+        ]
+        if typed:
+            pick = max(typed, key=lambda i: scores[i])
+            lo, hi = min(lo, pick), max(hi, pick + 1)
+    # 4: a close neighbour holds question terms the best sentence lacks.
+    for i in sorted(neighbours, key=lambda i: -scores[i]):
+        if not room() or lo <= i < hi or not (i == lo - 1 or i == hi):
+            continue
+        if scores[i] >= scores[best] - rules.term_margin and missing_weight[i] >= rules.term_share:
+            lo, hi = min(lo, i), max(hi, i + 1)
+    return lo, hi

@@ -1,0 +1,155 @@
+"""Follow-up questions (qa.conversation) on hand-made conversations, with the fake embedder."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import qa
+from qa import conversation
+from qa.answering import Answer, Phrase, Quote
+from qa.retrieval import tokenize
+from tests.conftest import FakeEmbedder
+
+
+@pytest.mark.parametrize(
+    ("question", "depends"),
+    [
+        ("Where will they build it?", True),
+        ("What will they make there?", True),
+        ("And in 1990?", True),
+        ("What about the second one?", True),
+        ("When was it founded?", True),
+        ("Why?", True),
+        ("Who is OpenAI partnering with to manufacture AI hardware?", False),
+        ("What is the capital of Peru?", False),
+        ("When did Tesla sell his patents to Westinghouse?", False),
+        ("How many beds does the Maria Memorial Health Institute have?", False),
+    ],
+)
+def test_depends(question: str, depends: bool) -> None:
+    assert conversation.depends(question, tokenize([question])[0]) is depends
+
+
+def answered(question: str, text: str, phrase: str = "") -> Answer:
+    quote = Quote("a.txt", "line 1", 0, len(text), text, 2.0, (0, len(text)))
+    said = Phrase(phrase, text.index(phrase), text.index(phrase) + len(phrase)) if phrase else None
+    return Answer(question, True, text, (quote,), "gen-000001", phrase=said)
+
+
+def test_topic_carries_names_of_earlier_questions_then_of_the_answer() -> None:
+    history = [
+        (
+            "Who is OpenAI partnering with to manufacture AI hardware?",
+            answered(
+                "q",
+                "OpenAI has a partnership with Hon Hai Precision Industry Company, better known as Foxconn.",
+                "Foxconn",
+            ),
+        )
+    ]
+    words = conversation.topic(history, "Where will they build it?", lambda t: [])
+    assert words[:3] == ["OpenAI", "AI", "Foxconn"] and len(words) <= conversation.TOPIC_NAMES
+    # names the question already has are not added again
+    assert "OpenAI" not in conversation.topic(history, "Where will OpenAI build it?", lambda t: [])
+
+
+def test_topic_falls_back_to_rare_words_without_names() -> None:
+    history = [("what do penguins eat in winter?", Answer("q", False, "", (), "g"))]
+    words = conversation.topic(history, "and in summer?", lambda t: ["penguins", "winter", "eat"])
+    assert words == ["penguins", "winter", "eat"]
+
+
+DOCS = {
+    "penguins.txt": (
+        "Penguins of Antarctica\n\n"
+        "Emperor penguins breed on the sea ice of Antarctica during the winter. "
+        "They huddle together to stay warm. "
+        "They eat fish, krill and squid caught in the Southern Ocean.\n"
+    ),
+    "volcanoes.txt": (
+        "Volcanoes of Iceland\n\n"
+        "Iceland has about thirty active volcanic systems. "
+        "They erupt every few years, most often under glaciers. "
+        "The largest eruption in history was the Laki fissure in 1783.\n"
+    ),
+}
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> qa.Index:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in DOCS.items():
+        (corpus / name).write_text(text, encoding="utf-8")
+    fake = FakeEmbedder()
+    s = qa.Settings(corpus=corpus, index=tmp_path / "index")
+    qa.build_index(settings=s, embedder=fake)
+    return qa.Index.load(s.index, s, embedder=fake)
+
+
+def test_follow_up_uses_history_and_says_what_it_searched(index: qa.Index) -> None:
+    chat = index.conversation()
+    first = chat.ask("Where do Emperor penguins breed?")
+    assert first.quotes[0].doc == "penguins.txt" and not first.used_history and first.query == first.question
+    alone = index.ask("What do they eat?")
+    follow = chat.ask("What do they eat?")
+    assert follow.used_history and follow.query != follow.question
+    assert follow.query.startswith("What do they eat?") and "Emperor" in follow.query
+    assert follow.quotes[0].doc == "penguins.txt"
+    assert "krill" in follow.quotes[0].text
+    assert not alone.used_history and alone.query == "What do they eat?"
+    assert [t.question for t in chat.turns] == ["Where do Emperor penguins breed?", "What do they eat?"]
+    # the same question without history, on demand
+    plain = chat.ask("What do they eat?", use_history=False)
+    assert not plain.used_history and plain.query == plain.question
+
+
+def test_a_change_of_topic_is_not_spoiled(index: qa.Index) -> None:
+    chat = index.conversation()
+    chat.ask("Where do Emperor penguins breed?")
+    switch = chat.ask("When was the largest eruption of the Laki fissure in Iceland?")
+    assert not switch.used_history
+    assert switch.quotes[0].doc == "volcanoes.txt"
+    assert (
+        switch.to_dict()
+        == index.ask("When was the largest eruption of the Laki fissure in Iceland?").to_dict()
+    )
+
+
+def test_reset_forgets(index: qa.Index) -> None:
+    chat = index.conversation()
+    chat.ask("Where do Emperor penguins breed?")
+    chat.reset()
+    assert chat.turns == ()
+    assert not chat.ask("What do they eat?").used_history
+
+
+def test_turns_are_capped_and_threads_keep_their_own_conversation(index: qa.Index) -> None:
+    chat = index.conversation(max_turns=2)
+    for q in ("Where do Emperor penguins breed?", "What do they eat?", "How do they stay warm?"):
+        chat.ask(q)
+    assert [t.question for t in chat.turns] == ["What do they eat?", "How do they stay warm?"]
+    errors: list[BaseException] = []
+
+    def talk(first: str, doc: str) -> None:
+        try:
+            c = index.conversation()
+            c.ask(first)
+            for _ in range(5):
+                answer = c.ask("How often do they erupt?" if doc == "volcanoes.txt" else "What do they eat?")
+                assert answer.used_history
+        except BaseException as exc:  # collected: assertions in threads must reach the test
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=talk, args=("Which volcanic systems does Iceland have?", "volcanoes.txt")),
+        threading.Thread(target=talk, args=("Where do Emperor penguins breed?", "penguins.txt")),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

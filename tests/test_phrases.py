@@ -1,0 +1,100 @@
+"""Answer types of questions and typed phrases of passages (qa.phrases), on hand-made cases."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from qa import phrases
+
+SEED = (
+    "OpenAI has announced a new partnership with Hon Hai Precision Industry Company, better known as "
+    "Foxconn, to develop and manufacture a range of artificial intelligence hardware in the United States."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Who is OpenAI partnering with to manufacture AI hardware?", phrases.PERSON),
+        ("Whose idea was it?", phrases.PERSON),
+        ("When was the lighthouse built?", phrases.DATE),
+        ("In what year did Louis XIV die?", phrases.DATE),
+        ("What century saw the change?", phrases.DATE),
+        ("How many people work at the observatory?", phrases.NUMBER),
+        ("How tall is the Kestrel Point Lighthouse?", phrases.NUMBER),
+        ("How much fuel is in reserve?", phrases.NUMBER),
+        ("What percentage of voters agreed?", phrases.NUMBER),
+        ("Where will they build it?", phrases.PLACE),
+        ("In which country is the plant?", phrases.PLACE),
+        ("Which river flows through the city?", phrases.NAME),
+        ("What company makes the chips?", phrases.PERSON),
+        ("Why is Foxconn interested in AI servers?", phrases.OTHER),
+        ("How does the engine work?", phrases.OTHER),
+        ("What is the capital of Peru?", phrases.OTHER),
+    ],
+)
+def test_answer_type(question: str, kind: str) -> None:
+    assert phrases.answer_type(question) == kind
+
+
+def test_candidates_of_each_kind() -> None:
+    text = (
+        "The lighthouse was built in 1874 and stands 43 metres tall. It cost $1.2 million; "
+        "14,300 visitors came in March 2019, 45% of them in the 16th century exhibition hall "
+        "of the University of Chicago at 10:30 pm."
+    )
+    found = {text[c.start : c.end]: c.kind for c in phrases.candidates(text)}
+    assert found["1874"] == phrases.DATE
+    assert found["43 metres"] == phrases.NUMBER
+    assert found["$1.2 million"] == phrases.NUMBER
+    assert found["14,300"] == phrases.NUMBER
+    assert found["March 2019"] == phrases.DATE
+    assert found["45%"] == phrases.NUMBER
+    assert found["16th century"] == phrases.DATE
+    assert found["University of Chicago"] == "name"
+    assert found["10:30 pm"] == phrases.DATE
+    # a sentence-initial common word is not a name
+    assert "The" not in found and "It" not in found
+
+
+def test_candidates_offsets_are_exact_in_a_larger_text() -> None:
+    text = "Intro line.\n" + SEED
+    start = text.index("OpenAI")
+    for c in phrases.candidates(text, start, len(text)):
+        assert start <= c.start < c.end <= len(text)
+    names = [text[c.start : c.end] for c in phrases.candidates(text, start) if c.kind == "name"]
+    assert names == ["OpenAI", "Hon Hai Precision Industry Company", "Foxconn", "United States"]
+
+
+def test_pick_skips_names_the_question_already_has_and_prefers_the_alias() -> None:
+    q = "Who is OpenAI partnering with to manufacture AI hardware?"
+    c = phrases.pick(SEED, (0, len(SEED)), (0, len(SEED)), phrases.answer_type(q), q)
+    assert c is not None and SEED[c.start : c.end] == "Foxconn"
+
+
+def test_pick_by_type_and_nearness() -> None:
+    text = "It was built in 1874. It stands 43 metres tall and has 120 steps."
+    q = "How tall is the lighthouse?"
+    c = phrases.pick(text, (0, len(text)), (22, len(text)), phrases.answer_type(q), q)
+    assert c is not None and text[c.start : c.end] == "43 metres"
+    q = "When was the lighthouse built?"
+    c = phrases.pick(text, (0, len(text)), (0, 21), phrases.answer_type(q), q)
+    assert c is not None and text[c.start : c.end] == "1874"
+
+
+def test_pick_returns_none_without_a_candidate_or_for_why_questions() -> None:
+    text = "The observatory welcomed many visitors this year."
+    assert phrases.pick(text, (0, len(text)), (0, len(text)), phrases.DATE, "When did it open?") is None
+    assert phrases.pick(text, (0, len(text)), (0, len(text)), phrases.OTHER, "Why?") is None
+
+
+@given(st.text(max_size=300))
+def test_candidates_are_verbatim_spans_of_any_text(text: str) -> None:
+    previous_end = 0
+    for c in phrases.candidates(text):
+        assert 0 <= c.start < c.end <= len(text)
+        assert c.start >= previous_end  # sorted and disjoint
+        previous_end = c.end
+        assert text[c.start : c.end].strip() == text[c.start : c.end]

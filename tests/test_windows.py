@@ -1,0 +1,154 @@
+"""Answer windows (qa.windows): each rule on a hand-made case, and the widened quote end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+import qa
+from qa import windows
+from qa.chunking import split_sentences
+from qa.windows import Unit, WindowRules
+from tests.conftest import FakeEmbedder
+
+NO_VEC = np.zeros(1, dtype=np.float32)
+
+
+def units_of(text: str) -> list[Unit]:
+    return [Unit(a, b, NO_VEC, 0) for a, b in split_sentences(text)]
+
+
+def window_text(text: str, units: list[Unit], lo: int, hi: int) -> str:
+    return text[units[lo].start : units[hi - 1].end]
+
+
+DEVICES = (
+    "Foxconn will bring design and manufacturing expertise. "
+    "The collaboration is expected to produce several categories of devices. "
+    "These include data center racks, AI acceleration modules and compact edge devices. "
+    "OpenAI has indicated that safety is a core priority."
+)
+
+
+def test_a_sentence_that_announces_a_list_takes_the_list() -> None:
+    units = units_of(DEVICES)
+    assert len(units) == 4
+    q = "What kinds of devices will the collaboration produce?"
+    lo, hi = windows.choose(DEVICES, units, 1, [0.1, 0.9, 0.5, 0.1], q, [0.0, 0.0, 0.1, 0.0])
+    assert window_text(DEVICES, units, lo, hi) == (
+        "The collaboration is expected to produce several categories of devices. "
+        "These include data center racks, AI acceleration modules and compact edge devices."
+    )
+
+
+def test_a_colon_takes_the_next_line() -> None:
+    text = "The kit contains the following:\n- a hammer\n- a saw\nNothing else."
+    units = units_of(text)
+    lo, hi = windows.choose(
+        text, units, 0, [0.9] + [0.1] * (len(units) - 1), "What does the kit contain?", [0] * len(units)
+    )
+    assert window_text(text, units, lo, hi) == "The kit contains the following:\n- a hammer\n- a saw"
+
+
+def test_a_table_label_takes_its_value() -> None:
+    text = "Ship data\nFuel reserve\n1,200 litres\nCrew\n12"
+    units = units_of(text)
+    best = next(i for i, u in enumerate(units) if text[u.start : u.end] == "Fuel reserve")
+    lo, hi = windows.choose(
+        text, units, best, [0.2] * len(units), "How much fuel is in reserve?", [0] * len(units)
+    )
+    assert window_text(text, units, lo, hi) == "Fuel reserve\n1,200 litres"
+
+
+def test_a_heading_takes_the_line_it_labels() -> None:
+    text = "Recipes\n\nRye bread\nBake it for 50 minutes at 220 degrees.\n\nScones\nBake them for 12 minutes."
+    units = units_of(text)
+    best = next(i for i, u in enumerate(units) if text[u.start : u.end] == "Rye bread")
+    lo, hi = windows.choose(
+        text, units, best, [0.5] * len(units), "How long is rye bread baked?", [0] * len(units)
+    )
+    assert window_text(text, units, lo, hi) == "Rye bread\nBake it for 50 minutes at 220 degrees."
+
+
+def test_a_neighbour_with_the_asked_type_joins() -> None:
+    text = "The Kestrel Point Lighthouse was built in 1874. It stands 43 metres tall. Tours start at noon."
+    units = units_of(text)
+    q = "How tall is the Kestrel Point Lighthouse?"
+    lo, hi = windows.choose(text, units, 0, [0.8, 0.6, 0.1], q, [0.0, 0.0, 0.0])
+    assert window_text(text, units, lo, hi) == (
+        "The Kestrel Point Lighthouse was built in 1874. It stands 43 metres tall."
+    )
+    # too far behind: the type rule does not reach it
+    lo, hi = windows.choose(text, units, 0, [0.8, 0.2, 0.1], q, [0.0, 0.0, 0.0])
+    assert (lo, hi) == (0, 1)
+
+
+def test_a_neighbour_holding_the_missing_terms_joins() -> None:
+    text = "The Kestrel Point Lighthouse guards the bay. It was restored by volunteers. Tours start at noon."
+    units = units_of(text)
+    q = "Who restored the Kestrel Point Lighthouse?"
+    # the best sentence lacks "Kestrel Point Lighthouse": the previous one has it and scores close
+    lo, hi = windows.choose(text, units, 1, [0.6, 0.7, 0.1], q, [0.6, 0.0, 0.0])
+    assert window_text(text, units, lo, hi).startswith("The Kestrel Point Lighthouse guards the bay. It was")
+    # a neighbour without the missing terms, or far behind, stays out
+    assert windows.choose(text, units, 1, [0.6, 0.7, 0.1], q, [0.0, 0.0, 0.0]) == (1, 2)
+    assert windows.choose(text, units, 1, [0.1, 0.7, 0.1], q, [0.6, 0.0, 0.0]) == (1, 2)
+
+
+def test_a_plain_answer_stays_one_sentence_and_windows_are_capped() -> None:
+    text = "Zebras have stripes. Lions have manes. Bears sleep in winter."
+    units = units_of(text)
+    assert windows.choose(text, units, 1, [0.1, 0.9, 0.1], "Which animal has manes?", [0, 0, 0]) == (1, 2)
+    long_list = "Parts:\n- one\n- two\n- three\n- four\n- five"
+    units = units_of(long_list)
+    lo, hi = windows.choose(long_list, units, 0, [0.9] * len(units), "What are the parts?", [0] * len(units))
+    assert hi - lo == WindowRules().max_sentences
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Alpha rose 12%.", "These include x:", "Total\n", "- item\n", "It was 1990. "]),
+        min_size=1,
+        max_size=8,
+    ),
+    st.data(),
+)
+def test_window_always_holds_the_best_unit_and_at_most_three(parts: list[str], data: st.DataObject) -> None:
+    text = " ".join(parts)
+    units = units_of(text)
+    if not units:
+        return
+    best = data.draw(st.integers(0, len(units) - 1))
+    scores = data.draw(st.lists(st.floats(0, 1), min_size=len(units), max_size=len(units)))
+    missing = data.draw(st.lists(st.floats(0, 1), min_size=len(units), max_size=len(units)))
+    lo, hi = windows.choose(text, units, best, scores, "How much did Alpha rise in 1990?", missing)
+    assert lo <= best < hi and 1 <= hi - lo <= 3
+
+
+def test_the_top_quote_is_widened_across_a_chunk_boundary(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    filler = " ".join(f"Sentence {i} is about factories and supply." for i in range(8))
+    text = f"{filler} {DEVICES} {filler}\n"
+    (corpus / "devices.txt").write_text(text, encoding="utf-8")
+    fake = FakeEmbedder()
+    s = qa.Settings(corpus=corpus, index=tmp_path / "index", chunk_tokens=20, chunk_overlap=0)
+    qa.build_index(settings=s, embedder=fake)
+    index = qa.Index.load(s.index, s, embedder=fake)
+    chunks = [(a, b) for _, a, b in index.generation.chunks.tolist()]
+    announce = text.index("The collaboration is expected")
+    listing = text.index("These include")
+    # the announcing sentence and the list are in different chunks
+    assert not any(a <= announce and listing < b for a, b in chunks)
+    answer = index.ask("What categories of devices will the collaboration produce?")
+    top = answer.quotes[0]
+    assert "These include data center racks" in top.highlight_text
+    assert top.highlight_text.startswith("The collaboration is expected")
+    assert (
+        text[top.start : top.end] == top.text and top.start <= top.highlight[0] < top.highlight[1] <= top.end
+    )
