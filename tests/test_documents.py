@@ -680,7 +680,7 @@ def test_isolated_parser_memory_limit() -> None:
     with IsolatedParser(timeout=20, memory_bytes=320 * 2**20) as parser:
         t0 = time.perf_counter()
         with pytest.raises(DocumentError, match=r"crashed on this file|too much memory"):
-            parser.parse("html", b"<div>x" * 100_000)
+            parser.parse("html", b"<div>x" * 300_000)
         assert time.perf_counter() - t0 < 30
         assert parser.parse("html", b"<p>after</p>")[0] == "after"
 
@@ -688,8 +688,7 @@ def test_isolated_parser_memory_limit() -> None:
 def test_isolated_parser_reports_a_crash_at_once() -> None:
     with IsolatedParser(timeout=60) as parser:
         parser.parse("html", b"<p>warm up</p>")
-        assert parser._worker is not None
-        pid = parser._worker[0].pid
+        pid = parser.pid
         assert pid is not None
         killer = threading.Timer(0.3, lambda: os.kill(pid, signal.SIGKILL))
         killer.start()
