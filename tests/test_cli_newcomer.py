@@ -155,6 +155,7 @@ def test_real_model_reports_progress_per_batch() -> None:
     emb = get_embedder(batch_size=8)
     texts = [f"Sentence number {i} about herons and otters." for i in range(20)]
     calls: list[tuple[int, int]] = []
-    vectors, units = emb.encode_chunks(texts, [[(0, len(t))] for t in texts], lambda d, n: calls.append((d, n)))
+    spans = [[(0, len(t))] for t in texts]
+    vectors, units = emb.encode_chunks(texts, spans, lambda d, n: calls.append((d, n)))
     assert calls == [(8, 20), (16, 20), (20, 20)]
     assert vectors.shape == (20, emb.dimension) and len(units) == 20
