@@ -77,7 +77,8 @@ class WatchStatus:
     removed: tuple[str, ...] = ()
     failed: tuple[str, ...] = ()
     error: str = ""
-    rebuilds: int = 0
+    rebuilds: int = 0  # rebuilds that finished
+    bursts: int = 0  # settled bursts of changes handled (rebuilt, skipped as no-ops, or failed)
 
     def what_changed(self) -> str:
         """ "2 added (a.txt, b.md); 1 removed (c.pdf)", or "nothing changed"."""
@@ -266,7 +267,8 @@ class Watcher:
         while not self._stop.is_set():
             signature = corpus_signature(self.corpus) if self.corpus.is_dir() else frozenset()
             if signature == self._last_signature and CATCH_UP not in seen:
-                self._set(state="idle", changed_paths=())  # e.g. a temp file came and went
+                # e.g. a temp file came and went
+                self._set(state="idle", changed_paths=(), bursts=self.status().bursts + 1)
                 return
             self._set(state="rebuilding", changed_paths=tuple(sorted(seen - {CATCH_UP})))
             try:
@@ -277,12 +279,13 @@ class Watcher:
                     return
                 continue
             except QAError as exc:
-                self._set(state="idle", error=str(exc), changed_paths=())
+                self._set(state="idle", error=str(exc), changed_paths=(), bursts=self.status().bursts + 1)
                 self._notify()
                 return
             except Exception as exc:  # never let the thread die silently
                 log.exception("rebuild after changes failed")
-                self._set(state="idle", error=f"rebuild failed ({type(exc).__name__}: {exc})")
+                error = f"rebuild failed ({type(exc).__name__}: {exc})"
+                self._set(state="idle", error=error, changed_paths=(), bursts=self.status().bursts + 1)
                 self._notify()
                 return
             self._last_signature = signature
@@ -299,6 +302,7 @@ class Watcher:
                 # unsupported file of the corpus again
                 failed=tuple(s.id for s in report.failed if s.id in seen),
                 rebuilds=self.status().rebuilds + 1,
+                bursts=self.status().bursts + 1,
             )
             self._notify()
             return
