@@ -396,7 +396,7 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
                 gen = watcher.status().generation
                 if gen == shown:
                     return (line, shown, *(gr.skip() for _ in docs.outputs))
-                return (line, gen, *docs.refresh())
+                return (line, gen, *docs.update())
 
             timer = gr.Timer(2.0)
             timer.tick(on_tick, seen, [watch_line, seen, *docs.outputs], show_progress="hidden", **private)

@@ -74,13 +74,14 @@ class ProgressTracker:
         """Words for a stage without counts ("loading the embedding model")."""
         return _WORDS.get(stage, stage)
 
-    def describe(self) -> str:
-        """One line, e.g. "embedding 64/155 chunks (41%), about 11 s left"."""
+    def describe(self, percent: bool = True) -> str:
+        """One line, e.g. "embedding 64/155 chunks (41%), about 11 s left" (``percent=False``
+        leaves the percentage out, for a bar that shows its own)."""
         if self.stage in _WORDS:
             return _WORDS[self.stage]
         unit = UNITS.get(self.stage, "")
         text = f"{self.stage} {self.done}/{self.total} {unit}".rstrip()
-        if self.total:
+        if self.total and percent:
             text += f" ({self.fraction():.0%})"
         eta = self.eta()
         if eta is not None:

@@ -87,6 +87,8 @@ class DocumentsTab:
 
     refresh: Callable[[], tuple[Any, ...]]
     outputs: list[Any]
+    # the same without clearing what the person picked in the dropdowns (timer refreshes)
+    update: Callable[[], tuple[Any, ...]]
 
 
 def documents_tab(service: QAService, info: Any, private: dict[str, Any]) -> DocumentsTab:
@@ -144,6 +146,14 @@ def documents_tab(service: QAService, info: Any, private: dict[str, Any]) -> Doc
         )
 
     outputs = [docs_table, delete_pick, trash_pick, info]
+
+    def update() -> tuple[Any, ...]:
+        return (
+            render_documents(service.documents()),
+            gr.update(choices=service.corpus_files()),
+            gr.update(choices=trash_choices(service)),
+            esc(service.info()),
+        )
 
     def on_upload(files: list[str] | str | None) -> tuple[Any, ...]:
         paths = [files] if isinstance(files, str) else list(files or [])
@@ -218,7 +228,7 @@ def documents_tab(service: QAService, info: Any, private: dict[str, Any]) -> Doc
                 break
             if st.stage:
                 tracker.update(st.stage, st.done, st.total)
-            progress(tracker.fraction(), desc=f"Rebuilding: {tracker.describe()}")
+            progress(tracker.fraction(), desc=f"Rebuilding: {tracker.describe(percent=False)}")
             time.sleep(0.15)
         return ("", render_build_status(st), *refresh())
 
@@ -243,4 +253,4 @@ def documents_tab(service: QAService, info: Any, private: dict[str, Any]) -> Doc
         **private,
     ).then(None, js=enable, **private)
     refresh_btn.click(refresh, None, outputs, **private)
-    return DocumentsTab(refresh, outputs)
+    return DocumentsTab(refresh, outputs, update)

@@ -276,3 +276,23 @@ def known_line_ious() -> list[float]:
         union = (qa_box[2] - qa_box[0]) * (qa_box[3] - qa_box[1]) + (right - left) * (top - bottom) - inter
         out.append(inter / union if union > 0 else 0.0)
     return out
+
+
+def sentence_lines(n: int = 14) -> tuple[bytes, list[tuple[str, tuple[float, float, float, float]]]]:
+    """One page of short complete sentences, one per line, drawn at known positions (Helvetica
+    12 pt): the PDF and, per sentence, (text, (left, bottom, right, top) in points)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfbase.pdfmetrics import getAscentDescent, stringWidth
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    c.setFont("Helvetica", 12)
+    ascent, _ = getAscentDescent("Helvetica", 12)
+    truth = []
+    for i, text in enumerate(sentences(n, 7)):
+        x, y = 60.0 + (i % 2) * 30, 760.0 - i * 40
+        c.drawString(x, y, text)
+        truth.append((text, (x, y, x + stringWidth(text, "Helvetica", 12), y + ascent)))
+    c.save()
+    return buf.getvalue(), truth
