@@ -12,6 +12,7 @@ Example: embedding reports 64 of 155 chunks 8 s after the stage started, so 8 ch
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -84,7 +85,7 @@ class ProgressTracker:
         if self.total and percent:
             text += f" ({self.fraction():.0%})"
         eta = self.eta()
-        if eta is not None:
+        if eta is not None and eta >= 1:
             text += f", about {human_seconds(eta)} left"
         elif self.stage == "embedding" and 0 == self.done < self.total:
             text += ", estimating the time left"
@@ -106,9 +107,16 @@ def cli_progress(stream: IO[str] | None = None, quiet: bool = False, interval: f
     out = stream or sys.stderr
     if quiet:
         return lambda stage, done, total: None
-    if out.isatty():
+    if out.isatty() and _columns(out) > 0:  # a pty without a size would draw empty bars
         return _TerminalBars(out)
     return _PlainLines(out, interval)
+
+
+def _columns(out: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(out.fileno()).columns
+    except (OSError, ValueError, AttributeError):  # not a real terminal (tests): assume a width
+        return 80
 
 
 class _PlainLines:
@@ -118,16 +126,18 @@ class _PlainLines:
         self.out = out
         self.interval = interval
         self.tracker = ProgressTracker()
-        self._last = (-1.0, "")  # (time, stage) of the last line written
+        self._last = (-1.0, "", "")  # (time, stage, text) of the last line written
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         self.tracker.update(stage, done, total)
         now = self.tracker.clock()
         new_stage = stage != self._last[1]
         if new_stage or done >= total or now - self._last[0] >= self.interval:
-            self._last = (now, stage)
-            self.out.write(self.tracker.describe() + "\n")
-            self.out.flush()
+            text = self.tracker.describe()
+            if text != self._last[2]:  # "writing the index" at its start and its end: once
+                self.out.write(text + "\n")
+                self.out.flush()
+            self._last = (now, stage, text)
 
 
 class _TerminalBars:
@@ -149,6 +159,10 @@ class _TerminalBars:
                 self.out.flush()
                 return
             unit = UNITS.get(stage, "")
+            if total <= 0:  # e.g. nothing new to embed: one line, no empty bar
+                self.out.write(f"{stage}: 0 {unit}".rstrip() + "\n")
+                self.out.flush()
+                return
             self.bar = tqdm(
                 total=total,
                 desc=stage,

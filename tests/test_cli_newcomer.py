@@ -159,3 +159,20 @@ def test_real_model_reports_progress_per_batch() -> None:
     vectors, units = emb.encode_chunks(texts, spans, lambda d, n: calls.append((d, n)))
     assert calls == [(8, 20), (16, 20), (20, 20)]
     assert vectors.shape == (20, emb.dimension) and len(units) == 20
+
+
+def test_no_repeated_lines_no_empty_bars_and_sizeless_ptys_get_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    progress = cli_progress(out)
+    for call in [("embedding", 0, 0), ("embedding", 0, 0), ("writing", 0, 1), ("writing", 1, 1)]:
+        progress(*call)
+    assert out.getvalue() == "embedding 0/0 chunks\nwriting the index\n"
+    term = _Terminal()
+    bars = cli_progress(term)
+    bars("embedding", 0, 0)
+    bars("embedding", 0, 0)
+    assert term.getvalue() == "embedding: 0 chunks\n"
+    monkeypatch.setattr("qa.progress._columns", lambda out: 0)  # `script` without a size: 0 columns
+    sizeless = _Terminal()
+    cli_progress(sizeless)("parsing", 0, 2)
+    assert sizeless.getvalue() == "parsing 0/2 files (0%)\n"
