@@ -399,7 +399,9 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
                 return (line, gen, *docs.update())
 
             timer = gr.Timer(2.0)
-            timer.tick(on_tick, seen, [watch_line, seen, *docs.outputs], show_progress="hidden", **private)
+            # outside the queue: many open pages ticking must not take the questions' places
+            outputs = [watch_line, seen, *docs.outputs]
+            timer.tick(on_tick, seen, outputs, show_progress="hidden", queue=False, **private)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
