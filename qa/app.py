@@ -1,8 +1,9 @@
 """The web app: chat answered with quotes, a source view, document management, rebuilds.
 
 ``create_app(settings, embedder)`` returns a ``gr.Blocks`` that can be launched (``launch``,
-what ``qa serve`` does) or mounted in another FastAPI app. Only this module imports gradio;
-the HTML comes from ``qa.rendering`` (everything escaped) and the state from ``qa.service``.
+what ``qa serve`` does) or mounted in another FastAPI app. Only this module and
+``qa.ui_documents`` (the Documents tab) import gradio; the HTML comes from ``qa.rendering``
+and ``qa.pageview`` (everything escaped) and the state from ``qa.service``.
 
 Concurrency: questions run on the queue (``DEFAULT_CONCURRENCY`` at once); a rebuild runs in
 its own thread while questions keep using the previous generation, and ``Index.reload``

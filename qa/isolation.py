@@ -170,6 +170,8 @@ class IsolatedWorker:
             WorkerStartError, WorkerTimeoutError, WorkerCrashError: the child is gone
                 afterwards; the next call starts a new one.
         """
+        if self._proc is not None and self._proc.poll() is not None:
+            self.close()  # died while idle (e.g. the OOM killer): not this request's fault
         if self._proc is None:
             self._start()
         return self._exchange(encode_frame(header, blobs), timeout)

@@ -158,3 +158,22 @@ def test_readme_python_snippet_runs_as_a_script(tmp_path: Path) -> None:
     assert "3 added" in done.stdout and "0 failed" in done.stdout
     assert done.stdout.splitlines()[3].startswith("True ")  # found, after the 3-line summary
     assert "Foxconn" in done.stdout
+
+
+def test_a_worker_that_died_while_idle_is_replaced_without_blaming_the_next_file() -> None:
+    import signal
+    import time
+
+    with IsolatedParser(timeout=60) as parser:
+        parser.parse("html", b"<p>warm up</p>")
+        pid = parser.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # e.g. the OOM killer, between two files
+        proc = parser._worker._proc
+        assert proc is not None
+        deadline = time.monotonic() + 10
+        while proc.poll() is None:  # bounded wait for the kill to land
+            assert time.monotonic() < deadline, "the worker did not die"
+            time.sleep(0.01)
+        assert parser.parse("html", b"<p>next file</p>")[0] == "next file"
+        assert parser.pid not in (None, pid)
