@@ -174,7 +174,10 @@ class IsolatedWorker:
             self.close()  # died while idle (e.g. the OOM killer): not this request's fault
         if self._proc is None:
             self._start()
-        return self._exchange(encode_frame(header, blobs), timeout)
+        reply = self._exchange(encode_frame(header, blobs), timeout)
+        if reply[0].get("fatal"):
+            self.close()  # it exits after a fatal reply; the next request starts a new one
+        return reply
 
     def _exchange(self, request: bytes, timeout: float) -> Frame:
         """Write ``request`` and read one frame back, both within ``timeout`` seconds."""

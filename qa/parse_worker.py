@@ -6,7 +6,8 @@ answers framed requests on stdin/stdout until stdin ends (see ``qa.isolation`` f
 frame format). Requests:
 
 - ``{"op": "parse", "fmt": F}`` + [file bytes] -> ``{"status": "ok", "locations", "note"}``
-  + [text as UTF-8], or ``{"status": "error", "reason"}``;
+  + [text as UTF-8], or ``{"status": "error", "reason", "fatal"}`` (fatal: the worker ran
+  out of memory and exits after this reply);
 - ``{"op": "page", "page": P, "max_px": M}`` + [PDF bytes] -> ``{"status": "ok", "pages",
   "width", "height", "image_width", "image_height"}`` + [PNG, pdfium's page text as UTF-8,
   its character boxes as float32 (left, bottom, right, top) in PDF points] (``qa.pageview``).
@@ -52,9 +53,13 @@ def _parse(header: dict[str, Any], blobs: list[bytes]) -> tuple[dict[str, Any], 
     try:
         text, locations, note = parse(str(header["fmt"]), blobs[0])
     except DocumentError as exc:
-        return {"status": "error", "reason": str(exc)}, []
+        # A worker that hit its memory cap may be left unable to allocate: it answers, then
+        # exits ("fatal"), and the next file gets a fresh one.
+        fatal = isinstance(exc.__cause__, MemoryError)
+        return {"status": "error", "reason": str(exc), "fatal": fatal}, []
     except BaseException as exc:  # never let the worker die silently on one file
-        return {"status": "error", "reason": f"parser failed ({type(exc).__name__}: {_short(exc)})"}, []
+        reason = f"parser failed ({type(exc).__name__}: {_short(exc)})"
+        return {"status": "error", "reason": reason, "fatal": isinstance(exc, MemoryError)}, []
     return {"status": "ok", "locations": locations, "note": note}, [text.encode("utf-8", "surrogatepass")]
 
 
@@ -88,6 +93,8 @@ def serve(inp: IO[bytes], out: IO[bytes]) -> None:
             reply = op(header, blobs)
         out.write(encode_frame(*reply))
         out.flush()
+        if reply[0].get("fatal"):
+            return
 
 
 def main(argv: list[str] | None = None) -> None:

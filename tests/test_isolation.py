@@ -177,3 +177,25 @@ def test_a_worker_that_died_while_idle_is_replaced_without_blaming_the_next_file
             time.sleep(0.01)
         assert parser.parse("html", b"<p>next file</p>")[0] == "next file"
         assert parser.pid not in (None, pid)
+
+
+def test_worker_that_ran_out_of_memory_answers_then_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a MemoryError the worker replies "fatal" and stops reading: a process at its
+    memory cap may fail on the next file, which must get a fresh worker instead."""
+    from qa import parsing
+
+    def hungry(data: bytes) -> parsing.Parsed:
+        raise MemoryError
+
+    monkeypatch.setitem(parsing._PARSERS, "html", hungry)
+    requests = encode_frame({"op": "parse", "fmt": "html"}, [b"<p>a</p>"]) + encode_frame(
+        {"op": "parse", "fmt": "markdown"}, [b"# b"]
+    )
+    out = io.BytesIO()
+    serve(io.BytesIO(requests), out)
+    out.seek(0)
+    replies = []
+    while (frame := read_frame(out)) is not None:
+        replies.append(frame[0])
+    assert [r["status"] for r in replies] == ["ready", "error"]
+    assert replies[1]["fatal"] is True and "too much memory" in replies[1]["reason"]
