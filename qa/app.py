@@ -1,8 +1,9 @@
 """The web app: chat answered with quotes, a source view, document management, rebuilds.
 
 ``create_app(settings, embedder)`` returns a ``gr.Blocks`` that can be launched (``launch``,
-what ``qa serve`` does) or mounted in another FastAPI app. Only this module imports gradio;
-the HTML comes from ``qa.rendering`` (everything escaped) and the state from ``qa.service``.
+what ``qa serve`` does) or mounted in another FastAPI app. Only this module and
+``qa.ui_documents`` (the Documents tab) import gradio; the HTML comes from ``qa.rendering``
+and ``qa.pageview`` (everything escaped) and the state from ``qa.service``.
 
 Concurrency: questions run on the queue (``DEFAULT_CONCURRENCY`` at once); a rebuild runs in
 its own thread while questions keep using the previous generation, and ``Index.reload``
@@ -31,12 +32,13 @@ from qa.rendering import (
     _cite_label,
     esc,
     friendly,
-    render_documents,
     render_source_message,
     render_transcript,
 )
-from qa.service import UPLOAD_TYPES, BuildStatus, DeleteRefusedError, QAService, UploadRefusedError
+from qa.service import QAService
 from qa.settings import Settings
+from qa.ui_documents import documents_tab
+from qa.watching import Watcher, watch_service
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +53,95 @@ DEFAULT_EXAMPLES = [
 ]
 
 
-def render_build_status(status: BuildStatus) -> str:
-    if status.running:
-        return f'<div class="qa-build">Rebuilding: {esc(status.describe())}…</div>'
-    if status.error:
-        return f'<div class="qa-build qa-build-error">Rebuild failed: {esc(status.error)}</div>'
-    if status.report is not None:
-        secs = status.finished - status.started
-        return (
-            f'<div class="qa-build">Rebuild finished in {secs:.1f} s; chat now answers from '
-            f"{esc(status.report.generation)}.<pre>{esc(status.report.summary())}</pre></div>"
-        )
-    return ""
-
-
 # ---------------------------------------------------------------------------------------------
 # The Blocks.
 # ---------------------------------------------------------------------------------------------
 
+# Scroll ``target`` into view inside its nearest scrolling box only (not the whole page).
+_SCROLL_JS = """
+function qaScrollInside(target, where) {
+  var box = target.parentElement;
+  while (box && box !== document.body) {
+    var st = getComputedStyle(box);
+    if (/(auto|scroll)/.test(st.overflowY) && box.scrollHeight > box.clientHeight) { break; }
+    box = box.parentElement;
+  }
+  if (!box || box === document.body) { return; }
+  var off = target.getBoundingClientRect().top - box.getBoundingClientRect().top + box.scrollTop;
+  box.scrollTop = where === 'center' ? off - (box.clientHeight - target.offsetHeight) / 2 : off - 8;
+}
+"""
+
 _CHAT_JS = """
 element.addEventListener('click', function (e) {
   var b = e.target && e.target.closest ? e.target.closest('[data-cite]') : null;
-  if (b) { e.preventDefault(); trigger('click', {cite: b.getAttribute('data-cite')}); }
+  if (b) {
+    e.preventDefault();
+    window.__qaCite = Date.now();
+    trigger('click', {cite: b.getAttribute('data-cite')});
+  }
 });
+""" + _SCROLL_JS + """
+// The newest turn comes into view when it is added, and stays there while it renders
+// (the box keeps its scroll position otherwise: a third answer sat ~3,300 px below).
+var seen = 0;
+function showNewest() {
+  var turns = element.querySelectorAll('.qa-turn');
+  if (turns.length === 0) { seen = 0; return; }
+  if (turns.length > seen) {
+    var last = turns[turns.length - 1];
+    qaScrollInside(last, 'start');
+    var r = last.getBoundingClientRect();
+    if (r.top < 0 || r.top > window.innerHeight - 80) { last.scrollIntoView({block: 'nearest'}); }
+    if (!last.querySelector('.qa-reply') || last.querySelector('.qa-quote, .qa-error, .qa-notfound')) {
+      seen = turns.length;
+    }
+  }
+}
+watch('value', function () { seen = Math.min(seen, element.querySelectorAll('.qa-turn').length - 1);
+  showNewest(); requestAnimationFrame(showNewest); setTimeout(showNewest, 300); });
+"""
+
+# The source view opens where the person is looking: after a citation is opened, the view is
+# brought on screen (on a phone it sits ~1,400 px below the chat) and its highlight inside it.
+_SOURCE_JS = _SCROLL_JS + """
+watch('value', function () {
+  if (!window.__qaCite || Date.now() - window.__qaCite > 30000) { return; }
+  window.__qaCite = 0;
+  function show() {
+    var r = element.getBoundingClientRect();
+    if (r.top < 0 || r.top > window.innerHeight * 0.6) { element.scrollIntoView({block: 'start'}); }
+    var t = element.querySelector('.qa-box-answer, .qa-box-passage, mark, .qa-passage');
+    if (t) { qaScrollInside(t, 'center'); }
+  }
+  show();
+  var img = element.querySelector('img.qa-page-img');
+  if (img && !img.complete) { img.addEventListener('load', show, {once: true}); }
+});
+"""
+
+# A paste longer than the question limit is cut by the browser (maxlength): say so.
+_PASTE_JS = """
+var note = element.querySelector('.qa-paste-note');
+var limit = parseInt((note && note.getAttribute('data-limit')) || '0', 10);
+document.addEventListener('paste', function (e) {
+  var ta = e.target && e.target.closest ? e.target.closest('#qa-question textarea') : null;
+  if (!ta || !limit) { return; }
+  var pasted = (e.clipboardData || window.clipboardData).getData('text') || '';
+  var room = limit - (ta.value.length - (ta.selectionEnd - ta.selectionStart));
+  var box = element.querySelector('.qa-paste-note');
+  if (pasted.length > room && box) {
+    box.textContent = 'Your paste has ' + pasted.length.toLocaleString('en') + ' characters; questions ' +
+      'are limited to ' + limit.toLocaleString('en') + ', so it was cut to ' +
+      Math.max(room, 0).toLocaleString('en') + '. Shorten it, or ask about one part at a time.';
+    box.style.display = 'block';
+  }
+}, true);
+document.addEventListener('input', function (e) {
+  var ta = e.target && e.target.closest ? e.target.closest('#qa-question textarea') : null;
+  var box = element.querySelector('.qa-paste-note');
+  if (ta && box && ta.value.length < limit) { box.style.display = 'none'; }
+}, true);
 """
 
 _MARK_CSS = """
@@ -124,18 +192,19 @@ _SOURCE_CSS = (
 .qa-passage { background: var(--color-accent-soft); box-decoration-break: clone;
   -webkit-box-decoration-break: clone; }
 .qa-source-empty { color: var(--body-text-color-subdued); }
+.qa-page-head { font-size: 0.85em; color: var(--body-text-color-subdued); margin: 0 0 0.3em 0; }
+.qa-page { position: relative; margin: 0 0 0.8em 0; border: 1px solid var(--border-color-primary); }
+img.qa-page-img { display: block; width: 100%; height: auto; }
+.qa-box { position: absolute; pointer-events: none; }
+.qa-box-passage { background: rgba(59, 130, 246, 0.13); }
+.qa-box-answer { background: rgba(250, 204, 21, 0.5); outline: 2px solid #d97706; mix-blend-mode: multiply; }
 """
 )
 
-_DOCS_CSS = """
-table.qa-doc-table { width: 100%; border-collapse: collapse; font-size: 0.92em; }
-table.qa-doc-table th, table.qa-doc-table td { text-align: left; padding: 0.3em 0.6em;
-  border-bottom: 1px solid var(--border-color-primary); word-break: break-word; }
-.qa-detail { color: var(--body-text-color-subdued); }
-tr.qa-status-skipped td, tr.qa-status-deleted td { color: var(--body-text-color-subdued); }
-.qa-docs-info { font-size: 0.9em; color: var(--body-text-color-subdued); }
-.qa-build pre { white-space: pre-wrap; font-size: 0.85em; }
-.qa-build-error { color: var(--error-text-color); }
+_NOTE_CSS = """
+.qa-paste-note { display: none; font-size: 0.85em; padding: 0.3em 0.6em; border-radius: 6px;
+  color: var(--error-text-color); background: var(--error-background-fill); }
+.qa-watch { font-size: 0.85em; color: var(--body-text-color-subdued); }
 """
 
 
@@ -160,8 +229,9 @@ def _quote_at(history: Sequence[Turn], cite: str | None) -> Quote | None:
         return None
 
 
-def build_ui(service: QAService) -> gr.Blocks:
-    """The Blocks for ``service`` (``create_app`` is the usual entry point)."""
+def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
+    """The Blocks for ``service`` (``create_app`` is the usual entry point); with a running
+    ``watcher`` the page says what it is doing and when the index last changed."""
     settings = service.settings
     examples = DEFAULT_EXAMPLES if (service.corpus / DEFAULT_DOC).is_file() else []
 
@@ -213,62 +283,6 @@ def build_ui(service: QAService) -> gr.Blocks:
         q = _quote_at(history or [], cite)
         return service.source(q) if q is not None else render_source_message(SOURCE_PLACEHOLDER)
 
-    def refresh_docs() -> tuple[Any, ...]:
-        return (
-            render_documents(service.documents()),
-            gr.update(choices=service.corpus_files(), value=None),
-            esc(service.info()),
-        )
-
-    def on_upload(files: list[str] | str | None) -> tuple[Any, ...]:
-        paths = [files] if isinstance(files, str) else list(files or [])
-        saved, refused = [], []
-        for p in paths:
-            try:
-                saved.append(service.save_upload(p))
-            except UploadRefusedError as exc:
-                refused.append(str(exc))
-        lines = []
-        if saved:
-            lines.append(
-                f"Added {', '.join(saved)}. Click “Rebuild index” to make "
-                + ("them" if len(saved) > 1 else "it")
-                + " searchable."
-            )
-        lines += [f"Refused {r}" for r in refused]
-        msg = "".join(
-            f'<div class="{"qa-build-error" if line.startswith("Refused") else "qa-build"}">{esc(line)}</div>'
-            for line in lines
-        )
-        return (msg, None, *refresh_docs())
-
-    def on_delete(doc_id: str | None) -> tuple[Any, ...]:
-        try:
-            service.delete(doc_id or "")
-            msg = (
-                f'<div class="qa-build">Deleted {esc(doc_id)} from the corpus; '
-                "it leaves the index at the next rebuild.</div>"
-            )
-        except DeleteRefusedError as exc:
-            msg = f'<div class="qa-build-error">{esc(exc)}</div>'
-        return (msg, *refresh_docs())
-
-    def on_rebuild(progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        run = service.start_rebuild()
-        if run is None:
-            msg = '<div class="qa-build-error">A rebuild is already running; wait for it to finish.</div>'
-            return (msg, *refresh_docs())
-        progress(0.0, desc="starting")
-        while True:
-            st = service.status()
-            if not st.running:
-                break
-            waiting_embed = st.stage == "parsing" and st.done >= st.total  # first batch not done yet
-            frac = st.done / st.total if st.total and not waiting_embed else 0.0
-            progress(frac, desc=f"Rebuilding: {st.describe()}")
-            time.sleep(0.15)
-        return (render_build_status(st), *refresh_docs())
-
     def api_ask(question: str, k: int = settings.top_k) -> dict[str, Any]:
         """Answer a question from the indexed documents: returns the Answer as JSON
         (question, found, answer, message, generation, quotes[doc, location, start, end, text,
@@ -296,6 +310,9 @@ def build_ui(service: QAService) -> gr.Blocks:
             js_on_load=None,
         )
         info = gr.HTML(esc(service.info()), js_on_load=None, elem_id="qa-info")
+        watch_line = gr.HTML(
+            _watch_line(watcher, service), js_on_load=None, css_template=_NOTE_CSS, elem_id="qa-watch"
+        )
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
                 with gr.Column(scale=3):
@@ -305,7 +322,7 @@ def build_ui(service: QAService) -> gr.Blocks:
                         css_template=_CHAT_CSS,
                         elem_id="qa-transcript",
                         max_height=640,
-                        autoscroll=True,
+                        autoscroll=False,  # the newest turn is scrolled to its start instead (_CHAT_JS)
                         container=True,
                         padding=True,
                     )
@@ -321,6 +338,13 @@ def build_ui(service: QAService) -> gr.Blocks:
                             autofocus=True,
                         )
                         ask_btn = gr.Button("Ask", variant="primary", scale=1, elem_id="qa-ask")
+                    limit = settings.max_question_chars
+                    gr.HTML(
+                        f'<div class="qa-paste-note" role="status" data-limit="{limit}"></div>',
+                        js_on_load=_PASTE_JS,
+                        css_template=_NOTE_CSS,
+                        elem_id="qa-paste",
+                    )
                     with gr.Row():
                         k = gr.Slider(
                             1,
@@ -332,8 +356,16 @@ def build_ui(service: QAService) -> gr.Blocks:
                             scale=3,
                         )
                         clear_btn = gr.Button("Clear chat", size="sm", scale=1)
-                    if examples:
-                        gr.Examples(examples=examples, inputs=question, label="Example questions")
+                    example_box = (
+                        gr.Examples(
+                            examples=examples,
+                            inputs=question,
+                            label="Example questions (click one to ask it)",
+                            api_visibility="private",
+                        )
+                        if examples
+                        else None
+                    )
                 with gr.Column(scale=2):
                     cite_pick = gr.Dropdown(
                         choices=[],
@@ -344,76 +376,73 @@ def build_ui(service: QAService) -> gr.Blocks:
                     )
                     source = gr.HTML(
                         render_source_message(SOURCE_PLACEHOLDER),
-                        js_on_load=None,
+                        js_on_load=_SOURCE_JS,
                         css_template=_SOURCE_CSS,
                         elem_id="qa-source",
                         max_height=640,
                         container=True,
                         padding=True,
                     )
+            private: dict[str, Any] = {"api_visibility": "private"}
             with gr.Tab("Documents", id="documents"):
-                docs_table = gr.HTML(
-                    render_documents(service.documents()),
-                    js_on_load=None,
-                    css_template=_DOCS_CSS,
-                    elem_id="qa-docs",
-                )
-                with gr.Row():
-                    rebuild_btn = gr.Button("Rebuild index", variant="primary", elem_id="qa-rebuild")
-                    refresh_btn = gr.Button("Refresh", size="sm")
-                build_out = gr.HTML(
-                    "", js_on_load=None, css_template=_DOCS_CSS, elem_id="qa-build", min_height=70
-                )
-                with gr.Row():
-                    with gr.Column():
-                        upload = gr.File(
-                            label=f"Add documents ({' '.join(UPLOAD_TYPES)}; "
-                            f"up to {settings.max_file_mb:g} MiB each)",
-                            file_count="multiple",
-                            file_types=list(UPLOAD_TYPES),
-                            type="filepath",
-                            elem_id="qa-upload",
-                        )
-                    with gr.Column():
-                        delete_pick = gr.Dropdown(
-                            choices=service.corpus_files(),
-                            value=None,
-                            label="Delete a document from the corpus",
-                            elem_id="qa-delete-pick",
-                        )
-                        delete_btn = gr.Button("Delete", variant="stop", elem_id="qa-delete")
-                upload_out = gr.HTML("", js_on_load=None, css_template=_DOCS_CSS, elem_id="qa-upload-out")
+                docs = documents_tab(service, info, private)
 
-        private: dict[str, Any] = {"api_visibility": "private"}
         ask_outputs = [transcript, history, question, cite_pick]
         ask_btn.click(on_ask, [question, k, history], ask_outputs, **private)
         question.submit(on_ask, [question, k, history], ask_outputs, **private)
         clear_btn.click(on_clear, None, [transcript, history, cite_pick, source], **private)
         transcript.click(on_cite, [history], source, show_progress="hidden", **private)
         cite_pick.input(on_pick, [cite_pick, history], source, show_progress="hidden", **private)
-        doc_outputs = [docs_table, delete_pick, info]
-        upload.upload(on_upload, upload, [upload_out, upload, *doc_outputs], **private)
-        delete_btn.click(on_delete, delete_pick, [upload_out, *doc_outputs], **private)
-        rebuild_btn.click(on_rebuild, None, [build_out, *doc_outputs], show_progress_on=build_out, **private)
-        refresh_btn.click(refresh_docs, None, doc_outputs, **private)
-        demo.load(refresh_docs, None, doc_outputs, show_progress="hidden", **private)
+        if example_box is not None:  # an example asks at once, like typing it and pressing Ask
+            example_box.load_input_event.then(on_ask, [question, k, history], ask_outputs, **private)
+        demo.load(docs.refresh, None, docs.outputs, show_progress="hidden", **private)
+        if watcher is not None:
+            seen = gr.State("")  # the generation this page last showed
+
+            def on_tick(shown: str) -> tuple[Any, ...]:
+                line = _watch_line(watcher, service)
+                gen = watcher.status().generation
+                if gen == shown:
+                    return (line, shown, *(gr.skip() for _ in docs.outputs))
+                return (line, gen, *docs.update())
+
+            timer = gr.Timer(2.0)
+            # outside the queue: many open pages ticking must not take the questions' places
+            outputs = [watch_line, seen, *docs.outputs]
+            timer.tick(on_tick, seen, outputs, show_progress="hidden", queue=False, **private)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
-def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> gr.Blocks:
+def create_app(
+    settings: Settings | None = None, embedder: Embedder | None = None, *, watch: bool = False
+) -> gr.Blocks:
     """The web app for ``settings`` (default ``Settings()``), not launched.
 
     ``embedder`` replaces the configured model (tests pass a fake). If no index exists yet the
-    app still starts; the Documents tab's “Rebuild index” builds one.
+    app still starts; the Documents tab's “Rebuild index” builds one. ``watch`` starts a
+    ``qa.watching.Watcher`` on the corpus: changes are indexed in the background (threads
+    end with the process).
     """
     settings = settings or Settings()
     if embedder is not None:
-        return build_ui(QAService(settings, embedder, embedder))
-    query = get_embedder(settings.model, settings.threads, settings.batch_size)
-    build = build_embedder(settings, threads=settings.threads)
-    return build_ui(QAService(settings, query, build))
+        service = QAService(settings, embedder, embedder)
+    else:
+        query = get_embedder(settings.model, settings.threads, settings.batch_size)
+        build = build_embedder(settings, threads=settings.threads)
+        service = QAService(settings, query, build)
+    watcher = watch_service(service).start() if watch else None
+    return build_ui(service, watcher)
+
+
+def _watch_line(watcher: Watcher | None, service: QAService) -> str:
+    """The watch status line (empty without a watcher)."""
+    if watcher is None:
+        return ""
+    st = service.status()
+    line = watcher.status().describe(st.describe() if st.running else "")
+    return f'<div class="qa-watch">{esc(line)}</div>'
 
 
 def launch(

@@ -35,7 +35,8 @@ from qa.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# progress(stage, done, total): stages are "parsing", "embedding", "writing".
+# progress(stage, done, total): stages are "loading model", "parsing", "embedding" (once per
+# model batch), "writing".
 BuildProgress = Callable[[str, int, int], None]
 
 
@@ -217,6 +218,10 @@ def build_index(
         changed: list[str] = []
         unchanged: list[str] = []
         notes = [Skipped("index", w) for w in warnings]
+        if not sources:  # say so: an empty index built without a word looks like a bug
+            what = "has no supported documents" if skipped else "is empty"
+            hint = "add .txt .md .html .pdf .docx files"
+            notes.append(Skipped("corpus", f"the corpus folder {corpus.resolve()} {what}: {hint}"))
         with IsolatedParser(settings.parse_timeout) as parser:
             for i, src in enumerate(sources):
                 report("parsing", i, len(sources))
@@ -230,9 +235,11 @@ def build_index(
                         continue
                     doc = parse_document(src, data, parser.parse)
                     if "model" not in timings:  # load the tokenizer/model once, timed on its own
+                        report("loading model", 0, 1)
                         t_model = time.perf_counter()
                         embedder.token_starts("")
                         timings["model"] = time.perf_counter() - t_model
+                        report("parsing", i, len(sources))
                     chunks = _chunks_of(doc.text, embedder, max_tokens, settings.chunk_overlap)
                 except DocumentError as exc:
                     skipped.append(Skipped(src.id, str(exc)))

@@ -110,19 +110,38 @@ def _bar_progress() -> Callable[[str, int, int], None]:
 @_MODEL_OPT
 @click.option("--full", is_flag=True, help="Re-parse and re-embed everything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr (the report is still printed).")
+@click.option(
+    "--watch", is_flag=True, help="Keep running: update the index when the corpus changes (Ctrl+C stops)."
+)
 @_edge
-def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full: bool, as_json: bool) -> None:
+def index_cmd(
+    corpus: Path | None,
+    index: Path | None,
+    model: Path | None,
+    full: bool,
+    as_json: bool,
+    quiet: bool,
+    watch: bool,
+) -> None:
     """Build or update the index: only new and changed documents are processed."""
     from dataclasses import asdict
 
-    from qa.building import build_index
+    from qa.building import BuildReport, build_index
+    from qa.progress import cli_progress
 
     settings = _settings(corpus=corpus, index=index, model=model)
-    report = build_index(settings, full=full, progress=_bar_progress())
-    if as_json:
-        click.echo(json.dumps(asdict(report), indent=1))
-    else:
-        click.echo(report.summary())
+    progress = cli_progress(sys.stderr, quiet=quiet)
+
+    def emit(report: BuildReport) -> None:
+        click.echo(json.dumps(asdict(report), indent=1) if as_json else report.summary())
+
+    if watch:
+        from qa.watching import watch_index
+
+        watch_index(settings, full=full, progress=progress, emit=emit, say=lambda m: click.echo(m, err=True))
+        return
+    emit(build_index(settings, full=full, progress=progress))
 
 
 @main.command("ask")
@@ -460,32 +479,31 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port to listen on."
 )
+@click.option("--watch", is_flag=True, help="Update the index in the background when the corpus changes.")
 @_edge
-def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host: str, port: int) -> None:
+def serve_cmd(
+    index: Path | None, corpus: Path | None, model: Path | None, host: str, port: int, watch: bool
+) -> None:
     """Serve the chat UI at http://HOST:PORT; builds the index first if there is none."""
     import time
 
     from qa import store
     from qa.building import build_index
     from qa.embedding import get_embedder
+    from qa.errors import PortInUseError
+    from qa.progress import cli_progress
+    from qa.serving import check_port
 
     settings = _settings(index=index, corpus=corpus, model=model)
+    check_port(host, port)  # before the build and the model load, not after
     if not store.generation_names(settings.index):
         click.echo(f"No index at {settings.index}: building one from {settings.corpus} ...", err=True)
-        last: dict[str, float] = {}
-
-        def lines(stage: str, done: int, total: int) -> None:  # visible without a terminal too
-            now = time.monotonic()
-            if done >= total or now - last.get(stage, 0.0) >= 2.0:
-                last[stage] = now
-                click.echo(f"  {stage} {done}/{total}", err=True)
-
-        progress = _bar_progress() if sys.stderr.isatty() else lines
-        report = build_index(settings, progress=progress)  # nothing served yet: all build threads
+        # nothing served yet: all build threads; bars on a terminal, lines in a log
+        report = build_index(settings, progress=cli_progress(sys.stderr))
         click.echo(report.summary(), err=True)
     from qa.app import create_app, launch
 
-    app = create_app(settings)
+    app = create_app(settings, watch=watch)
     embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
@@ -496,10 +514,16 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
             "can read, upload and delete documents",
             err=True,
         )
+    try:
+        launch(app, settings, host=host, port=port, quiet=True, prevent_thread_lock=True)
+    except OSError:  # taken since the check: the same one line, never "Serving on"
+        raise PortInUseError(f"port {port} is in use; pass --port N") from None
     click.echo(
-        f"Serving on http://{'[' + host + ']' if ':' in host else host}:{port} (Ctrl+C stops)", err=True
+        f"Serving on http://{'[' + host + ']' if ':' in host else host}:{port} (Ctrl+C stops)"
+        + (f"; watching {settings.corpus} for changes" if watch else ""),
+        err=True,
     )
-    launch(app, settings, host=host, port=port, quiet=True)
+    app.block_thread()
 
 
 if __name__ == "__main__":  # pragma: no cover

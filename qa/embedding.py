@@ -216,7 +216,7 @@ class SentenceTransformerEmbedder:
         out = np.zeros((n, self.dimension), dtype=np.float32)
         unit_out: list[np.ndarray] = [np.zeros((0, self.dimension), np.float32)] * n
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        group = max(self.batch_size * 4, 1)
+        group = max(self.batch_size, 1)  # one model batch per call: progress moves per batch
         for i in range(0, n, group):
             idx = order[i : i + group]
             batch = [texts[j] for j in idx]

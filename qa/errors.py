@@ -49,3 +49,7 @@ class InvalidQuestionError(QAError):
 
 class ModelLoadError(QAError):
     """The embedding model could not be loaded from its local directory."""
+
+
+class PortInUseError(QAError):
+    """The web server cannot listen on the requested address and port."""

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import codecs
 import io
-import logging
-import multiprocessing
-import multiprocessing.connection
 import re
 import threading
 import unicodedata
 import zipfile
 from collections.abc import Iterator
-from multiprocessing.process import BaseProcess
 from types import TracebackType
 from typing import Any
 
 from qa.errors import DocumentError
+from qa.isolation import IsolatedWorker, WorkerCrashError, WorkerStartError, WorkerTimeoutError
 
 Locations = list[tuple[int, str]]
 # (text, locations, note): the note says how the bytes were decoded when it matters.
@@ -601,71 +598,19 @@ def parse(fmt: str, data: bytes) -> Parsed:
     return _clean(text, locations, note)
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, memory_bytes: int) -> None:
-    """Child process loop: limit memory, import the parsers, then parse requests until EOF."""
-    import os
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    _one_malloc_arena()
-    logging.getLogger("pypdf").setLevel(logging.ERROR)  # warnings on malformed files are noise
-    # Import before saying "ready" so import time never counts against a file's time limit.
-    import bs4  # noqa: F401
-    import docx  # noqa: F401
-    import markdown_it  # noqa: F401
-    import pypdf  # noqa: F401
-
-    # From here on failures come back as reasons; tracebacks of a worker dying of
-    # MemoryError would only clutter the build's terminal. (Start-up errors stay visible.)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    conn.send(("ready", None, None, ""))
-    while True:
-        try:
-            fmt, data = conn.recv()
-        except (EOFError, OSError):
-            return
-        conn.send(_worker_parse(fmt, data))
-
-
-def _one_malloc_arena() -> None:
-    """Limit glibc malloc to its main arena (mallopt M_ARENA_MAX = 1).
-
-    At the address-space limit, glibc otherwise answers every failed allocation by trying
-    to map a fresh 64-128 MiB arena, which fails too: the worker crawls for minutes instead
-    of failing with MemoryError. Does nothing where glibc is absent.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-8, 1)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker_parse(fmt: str, data: bytes) -> tuple[str, Any, Any, str]:
-    try:
-        return ("ok", *parse(fmt, data))
-    except DocumentError as exc:
-        return ("error", str(exc), None, "")
-    except BaseException as exc:  # never let the worker die silently on one file
-        return ("error", f"parser failed ({type(exc).__name__}: {_short(exc)})", None, "")
-
-
 class IsolatedParser:
     """Parses risky formats in a child process with a time and memory limit.
 
     Use as a context manager around a build; plain text is parsed in-process. One worker
-    process serves file after file; a worker that runs out of time is killed, one that
-    crashes is noticed at once, and either way the next file gets a fresh worker.
+    process (``python -m qa.parse_worker``, see ``qa.isolation``) serves file after file; a
+    worker that runs out of time is killed, one that crashes is noticed at once, and either
+    way the next file gets a fresh worker.
     """
 
     def __init__(self, timeout: float, memory_bytes: int = WORKER_MEMORY_BYTES) -> None:
         self.timeout = timeout
         self.memory_bytes = memory_bytes
-        self._worker: tuple[BaseProcess, multiprocessing.connection.Connection] | None = None
+        self._worker = IsolatedWorker(memory_bytes)
         self._lock = threading.Lock()
 
     def __enter__(self) -> IsolatedParser:
@@ -676,36 +621,15 @@ class IsolatedParser:
     ) -> None:
         self.close()
 
-    def _start(self) -> tuple[BaseProcess, multiprocessing.connection.Connection]:
-        """Start a worker and wait until it is ready (start-up time is not a file's time)."""
-        ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded server
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child, self.memory_bytes), daemon=True)
-        proc.start()
-        child.close()
-        self._worker = proc, parent
-        try:
-            if parent not in multiprocessing.connection.wait([parent, proc.sentinel], timeout=120):
-                raise EOFError
-            parent.recv()
-        except (EOFError, OSError) as exc:
-            self.close()
-            raise DocumentError(
-                "the parser process could not start (is memory short, or is qa run from an "
-                "interactive session that child processes cannot re-import?)"
-            ) from exc
-        return proc, parent
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running worker, if one is running."""
+        return self._worker.pid
 
     def close(self) -> None:
         """Stop the worker process, if any."""
-        if self._worker is None:
-            return
-        proc, conn = self._worker
-        self._worker = None
-        conn.close()
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
+        with self._lock:
+            self._worker.close()
 
     def parse(self, fmt: str, data: bytes) -> Parsed:
         """Parse like ``parse`` but in the worker for risky formats.
@@ -716,30 +640,21 @@ class IsolatedParser:
         if fmt not in ISOLATED_FORMATS:
             return parse(fmt, data)
         with self._lock:
-            proc, conn = self._worker or self._start()
+            self._worker.memory_bytes = self.memory_bytes
             try:
-                conn.send((fmt, data))
-                ready = multiprocessing.connection.wait([conn, proc.sentinel], self.timeout)
-                reply = conn.recv() if conn in ready else None
-            except (EOFError, OSError):
-                reply, ready = None, [proc.sentinel]
-            if reply is None:
-                if ready:
-                    proc.join(2)  # a dying worker: let it exit to learn how it ended
-                self.close()  # kill the stuck or dead worker; the next file gets a fresh one
-                if ready:
-                    code = proc.exitcode
-                    how = (
-                        f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                    )
-                    raise DocumentError(
-                        f"parser crashed on this file ({how}; out of memory?): skipped"
-                    ) from None
+                reply, blobs = self._worker.call({"op": "parse", "fmt": fmt}, [data], self.timeout)
+            except WorkerStartError as exc:
+                raise DocumentError(f"the parser process could not start ({exc}): is memory short?") from None
+            except WorkerCrashError as exc:
+                raise DocumentError(
+                    f"parser crashed on this file ({exc.how}; out of memory?): skipped"
+                ) from None
+            except WorkerTimeoutError:
                 raise DocumentError(
                     f"parser did not finish within the {self.timeout:g} s time limit (looping or too "
                     "large): skipped; raise QA_PARSE_TIMEOUT to allow more time"
                 ) from None
-        status, text, locations, note = reply
-        if status != "ok":
-            raise DocumentError(text)
-        return text, [(int(a), str(b)) for a, b in locations], note
+        if reply.get("status") != "ok" or len(blobs) != 1:
+            raise DocumentError(str(reply.get("reason") or "the parser process sent no text"))
+        text = blobs[0].decode("utf-8", "surrogatepass")
+        return text, [(int(a), str(b)) for a, b in reply["locations"]], str(reply.get("note") or "")

@@ -220,10 +220,15 @@ def render_documents(rows: Sequence[DocRow], info: str = "") -> str:
     ]
     for r in rows:
         status = esc(r.status) + (f' <span class="qa-detail">— {esc(r.detail)}</span>' if r.detail else "")
+        # classes and labels let a phone show each row as a card (CSS in qa.ui_documents)
+        size = esc(human_size(r.size)) if r.size is not None else ""
         out.append(
-            f'<tr class="qa-status-{esc(r.status)}"><td>{esc(r.id)}</td><td>{esc(r.format)}</td>'
-            f"<td>{esc(human_size(r.size)) if r.size is not None else ''}</td>"
-            f"<td>{r.chunks if r.chunks is not None else ''}</td><td>{status}</td></tr>"
+            f'<tr class="qa-status-{esc(r.status)}">'
+            f'<td class="qa-doc-name" data-label="Document">{esc(r.id)}</td>'
+            f'<td class="qa-doc-format" data-label="Format">{esc(r.format)}</td>'
+            f'<td class="qa-doc-size" data-label="Size">{size}</td>'
+            f'<td class="qa-doc-chunks" data-label="Chunks">{r.chunks if r.chunks is not None else ""}</td>'
+            f'<td class="qa-doc-status" data-label="Status">{status}</td></tr>'
         )
     out.append("</tbody></table></div>")
     return "".join(out)

@@ -22,10 +22,12 @@ from pathlib import Path
 from qa.answering import Answer, Quote
 from qa.building import BuildReport, build_index
 from qa.embedding import Embedder
-from qa.errors import QAError
+from qa.errors import BuildLockedError, QAError
 from qa.index import Index
+from qa.pageview import PageRenderer, page_view
 from qa.rendering import DocRow, _format, friendly, human_size, render_source, render_source_message
 from qa.settings import Settings
+from qa.trash import TrashEntry, list_trash, move_to_trash, purge, restore
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class BuildStatus:
     total: int = 0
     report: BuildReport | None = None
     error: str = ""
+    locked: bool = False  # refused: another process holds the build lock
     started: float = 0.0
     finished: float = 0.0
 
@@ -92,6 +95,8 @@ class BuildStatus:
         unit = STAGE_UNITS.get(self.stage, "")
         if self.stage == "writing":
             return "writing the index"
+        if self.stage == "loading model":
+            return "loading the embedding model"
         if not self.stage:
             return "starting"
         if self.stage == "parsing" and self.done >= self.total:
@@ -111,6 +116,7 @@ class QAService:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _status: BuildStatus = field(default_factory=BuildStatus, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _pages: PageRenderer = field(default_factory=PageRenderer, init=False)  # PDF page views
 
     @property
     def corpus(self) -> Path:
@@ -156,7 +162,11 @@ class QAService:
                 doc = gen.document(info.row)
                 if doc.text[q.start : q.end] != q.text:
                     break
-                return render_source(doc.text, q)
+                page = ""
+                if info.format == "pdf":  # the quote on its rendered page, above the text view
+                    where = (self.corpus / info.id, info.hash, info.id, doc.text, doc.locations)
+                    page = page_view(self._pages, *where, q.start, q.end, q.highlight)
+                return page + render_source(doc.text, q)
         return render_source_message(
             f"{q.doc} changed or was removed since this answer; ask again to quote the current version."
         )
@@ -267,8 +277,9 @@ class QAService:
                 os.unlink(tmp)
         return target_name
 
-    def delete(self, doc_id: str) -> None:
-        """Remove the file ``doc_id`` (a corpus-relative id) from the corpus folder.
+    def delete(self, doc_id: str) -> TrashEntry:
+        """Move the file ``doc_id`` (a corpus-relative id) from the corpus folder to the trash
+        (``qa.trash``: restorable for ``settings.trash_hours``).
 
         Raises:
             DeleteRefusedError: ``doc_id`` names nothing deletable inside the corpus.
@@ -286,9 +297,23 @@ class QAService:
         if not path.parent.resolve().is_relative_to(root) or doc_id not in self.corpus_files():
             raise DeleteRefusedError(f"{doc_id!r} is not a document of the corpus")
         try:
-            path.unlink()
-        except OSError as exc:
-            raise DeleteRefusedError(f"{doc_id}: could not be deleted ({exc.strerror})") from exc
+            return move_to_trash(self.corpus, self.settings.index, doc_id)
+        except QAError as exc:
+            raise DeleteRefusedError(str(exc)) from exc
+
+    def trash(self) -> list[TrashEntry]:
+        """Deleted documents still restorable, newest first (expired ones are removed)."""
+        if self.settings.trash_hours > 0:  # 0 = kept until the next rebuild empties it
+            purge(self.settings.index, self.settings.trash_hours)
+        return list_trash(self.settings.index)
+
+    def restore(self, key: str) -> str:
+        """Put trash entry ``key`` back in the corpus; return its document id.
+
+        Raises:
+            TrashError: no such entry, or a file of that name is in the corpus again.
+        """
+        return restore(self.corpus, self.settings.index, key)
 
     # -- rebuilds ----------------------------------------------------------------------------
 
@@ -325,7 +350,9 @@ class QAService:
     def _build(self, full: bool) -> None:
         report: BuildReport | None = None
         error = ""
+        locked = False
         try:
+            purge(self.settings.index, self.settings.trash_hours)
             report = build_index(
                 self.settings,
                 full=full,
@@ -339,7 +366,7 @@ class QAService:
             else:
                 idx.reload()
         except QAError as exc:
-            error = friendly(exc)
+            error, locked = friendly(exc), isinstance(exc, BuildLockedError)
         except Exception as exc:  # never let the thread die silently
             log.exception("rebuild failed")
             error = friendly(exc)
@@ -347,4 +374,5 @@ class QAService:
             self._status.running = False
             self._status.report = report
             self._status.error = error
+            self._status.locked = locked
             self._status.finished = time.time()

@@ -109,6 +109,20 @@ class Settings(BaseSettings):
         "always embedded in float32.",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Chunks per embedding batch.")
+    trash_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Documents deleted in the web app wait this many hours in the trash (a hidden "
+        "folder inside the index folder), restorable from the Documents tab; 0 = until the next "
+        "rebuild (QA_TRASH_HOURS).",
+    )
+    watch_settle: float = Field(
+        1.0,
+        gt=0,
+        le=600,
+        description="With --watch: seconds without a change in the corpus before it is rebuilt "
+        "(QA_WATCH_SETTLE).",
+    )
     keep_generations: int = Field(
         2, ge=2, le=20, description="Index generations kept on disk (the live one and fallbacks)."
     )

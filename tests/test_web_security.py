@@ -188,10 +188,13 @@ def test_qa_serve_defaults_to_loopback(
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(app_module, "launch", lambda app, s, **kw: calls.append(kw))
+    checked: list[tuple[str, int]] = []  # the port check, without needing 7860 free on this machine
+    monkeypatch.setattr("qa.serving.check_port", lambda host, port: checked.append((host, port)))
     args = ["serve", "--corpus", str(settings.corpus), "--index", str(settings.index)]
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
-    assert calls == [{"host": "127.0.0.1", "port": 7860, "quiet": True}]
+    assert calls == [{"host": "127.0.0.1", "port": 7860, "quiet": True, "prevent_thread_lock": True}]
+    assert checked == [("127.0.0.1", 7860)]
     assert "warning" not in result.output
 
 
