@@ -73,6 +73,24 @@ def collect(index, questions, titles, progress=True):
     return rows
 
 
+def topical_near_misses(v1: Path, work: Path, settings: Settings) -> list[dict]:
+    """Questions whose article is indexed but whose paragraph is not: SQuAD v1.1 with only the
+    even paragraphs of each article indexed. A question about an odd paragraph is about the
+    documents' subject, with the same names, but the documents do not answer it (the kind of
+    near miss people ask about their own files); questions about even paragraphs are
+    answerable."""
+    docs, questions = load_squad(v1)
+    kept = {d: text for d, text in docs.items() if int(d.split("-p")[1][:3]) % 2 == 0}
+    index = prepare_index(kept, work / (v1.stem + "-even-paragraphs"), settings, None)
+    titles = article_titles(v1)
+    marked = [q if q.doc in kept else type(q)(q.id, q.question, q.doc, (), True) for q in questions]
+    rows = collect(index, marked, titles)
+    for r in rows:
+        r["title"] = "v1:" + r["title"]
+        r["topical"] = True
+    return rows
+
+
 def article_titles(path: Path) -> dict[str, str]:
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     return {
@@ -115,8 +133,9 @@ SIGNS = {
 C = 1.0  # inverse L2 strength, as scikit-learn's default
 
 
-def fit(X, y, names):
-    """Logistic regression on standardised features, weights held to ``SIGNS`` (L-BFGS-B)."""
+def fit(X, y, names, c=C):
+    """Logistic regression on standardised features, weights held to ``SIGNS`` (L-BFGS-B);
+    ``c`` is the inverse L2 strength."""
     from scipy.optimize import minimize
 
     mean, scale = X.mean(axis=0), X.std(axis=0)
@@ -124,15 +143,16 @@ def fit(X, y, names):
     Z = (X - mean) / scale
     t = np.asarray(y, dtype=float)
     bounds = [
-        (0.0, None) if SIGNS.get(n) == 1 else (None, 0.0) if SIGNS.get(n) == -1 else (None, None) for n in names
+        (0.0, None) if SIGNS.get(n) == 1 else (None, 0.0) if SIGNS.get(n) == -1 else (None, None)
+        for n in names
     ] + [(None, None)]
 
     def loss(theta):
         w, b = theta[:-1], theta[-1]
         z = Z @ w + b
         p = 1.0 / (1.0 + np.exp(-z))
-        nll = np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 / C * (w @ w)
-        grad_w = Z.T @ (p - t) + w / C
+        nll = np.sum(np.logaddexp(0.0, z) - t * z) + 0.5 / c * (w @ w)
+        grad_w = Z.T @ (p - t) + w / c
         return nll, np.r_[grad_w, np.sum(p - t)]
 
     res = minimize(loss, np.zeros(Z.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds)
@@ -142,6 +162,19 @@ def fit(X, y, names):
 def predict(params, X):
     mean, scale, w, b = params
     return 1.0 / (1.0 + np.exp(-(((X - mean) / scale) @ w + b)))
+
+
+def ece(p, correct, bins=10):
+    """Expected calibration error of probabilities ``p`` against 0/1 ``correct``."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return float(
+        sum(
+            abs(p[which == b].mean() - correct[which == b].mean()) * np.mean(which == b)
+            for b in range(bins)
+            if np.any(which == b)
+        )
+    )
 
 
 def auc(pos, neg):
@@ -184,6 +217,7 @@ def main() -> None:
             r["title"] = "(off-topic)"
             r["off_topic"] = True
         rows += off_rows
+        rows += topical_near_misses(a.v1, a.work, settings)
         if a.cache is not None:
             a.cache.write_text("".join(json.dumps(r) + "\n" for r in rows))
     drop = set(filter(None, a.drop.split(",")))
@@ -192,36 +226,50 @@ def main() -> None:
     y = np.array([r["answerable"] if a.label == "answerable" else r["shown"] for r in rows])
     answerable = np.array([r["answerable"] for r in rows])
     off = np.array([bool(r.get("off_topic")) for r in rows])
-    titles = sorted({r["title"] for r in rows if r["title"] != "(off-topic)"})
+    # Two folds by article (a v1.1 question and a v2.0 question of one article share a fold);
+    # off-topic questions are split at random.
+    article = [r["title"].removeprefix("v1:") for r in rows]
+    titles = sorted({t for t in article if t != "(off-topic)"})
     folds = [set(titles[0::2]), set(titles[1::2])]
     held = np.zeros(len(rows))
-    rng = np.random.default_rng(0)
-    off_fold = rng.integers(0, 2, len(rows))
+    off_fold = np.random.default_rng(0).integers(0, 2, len(rows))
     for k, fold in enumerate(folds):
         test = np.array(
-            [
-                r["title"] in fold or (r["title"] == "(off-topic)" and off_fold[i] == k)
-                for i, r in enumerate(rows)
-            ]
+            [t in fold or (t == "(off-topic)" and off_fold[i] == k) for i, t in enumerate(article)]
         )
         held[test] = predict(fit(X[~test], y[~test], names), X[test])
-    near = ~answerable & ~off
-    ans_scores = np.sort(held[answerable])
+    topical = np.array([bool(r.get("topical")) for r in rows])
+    near = ~answerable & ~off & ~topical
+    v2_answerable = answerable & ~topical
+    # Calibration: "the shown answer contains a correct answer" against the held-out score.
+    shown = np.array([r["shown"] for r in rows], dtype=float)
+    logit = np.log(held / (1 - held))
+    mu, sd, (slope,), intercept = fit(logit.reshape(-1, 1), shown, ["z"], c=1e6)
+    slope, intercept = slope / sd[0], intercept - slope * mu[0] / sd[0]  # back to raw logits
+    calibrated = 1 / (1 + np.exp(-(slope * logit + intercept)))
+    held = calibrated  # every rate below is of the calibrated confidence (same order)
+    ans_scores = np.sort(held[v2_answerable])
     threshold = float(ans_scores[int(a.max_refused * len(ans_scores))])
     report = {
         "label": a.label,
         "held_out_by_article": {
-            "auc_answerable_vs_near_miss": auc(held[answerable], held[near]),
+            "auc_answerable_vs_near_miss": auc(held[v2_answerable], held[near]),
+            "auc_topical": auc(held[answerable & topical], held[~answerable & topical]),
             "auc_answerable_vs_off_topic": auc(held[answerable], held[off]),
             "threshold": threshold,
-            "answerable_refused": float(np.mean(held[answerable] < threshold)),
+            "answerable_refused": float(np.mean(held[v2_answerable] < threshold)),
             "near_miss_refused": float(np.mean(held[near] < threshold)),
+            "topical_answerable_refused": float(np.mean(held[answerable & topical] < threshold)),
+            "topical_near_miss_refused": float(np.mean(held[~answerable & topical] < threshold)),
             "off_topic_refused": float(np.mean(held[off] < threshold)),
         },
+        "calibration": {"slope": float(slope), "intercept": float(intercept), "ece": ece(held, shown)},
         "questions": {
-            "answerable": int(answerable.sum()),
+            "answerable": int(v2_answerable.sum()),
             "near_miss": int(near.sum()),
             "off_topic": int(off.sum()),
+            "topical_answerable": int((answerable & topical).sum()),
+            "topical_near_miss": int((~answerable & topical).sum()),
         },
     }
     print(json.dumps(report, indent=1))
@@ -238,6 +286,8 @@ def main() -> None:
             weights=w,
             bias=b,
             threshold=threshold,
+            slope=float(slope),
+            intercept=float(intercept),
             meta={
                 "fitted_on": [a.v2.name, f"{a.v1.name} (off-topic questions of the other 16 articles)"],
                 "embedding_model": index_model_name(),

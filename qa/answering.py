@@ -172,10 +172,11 @@ class Scoring:
     dense_weight: float = 0.5  # cosine of the whole chunk
     highlight_lexical_weight: float = 0.6  # term overlap weight when picking the highlight
     heading_margin: float = 0.2  # a title/heading must beat the best sentence by this to be the highlight
+    type_weight: float = 0.1  # highlight bonus of a sentence with a phrase of the asked type
     depth: int = 40  # fused hits re-scored
     min_score: float = 0.0  # answer sentence's cosine below this: never "found", whatever the verifier says
     min_confidence: float | None = None  # "found" from this probability on (None: the verifier's threshold)
-    support_margin: float = 0.5  # quotes within this of the best quote's score support a found answer
+    support_ratio: float = 0.9  # quotes scoring this share of the best quote or more support a found answer
     window: windows.WindowRules = field(default_factory=windows.WindowRules)
 
     def threshold(self, verifier: Verifier) -> float:
@@ -304,7 +305,7 @@ def _answer_window(
     fused_rank: int,
 ) -> Window:
     """Grow the best sentence of the best passage into its answer window (``qa.windows``)."""
-    final, cos, span, hit = ranked[0]
+    final, _, _, hit = ranked[0]
     units, first, last = windows.neighbourhood(gen, hit.row)
     doc = int(gen.chunks[hit.row][0])
     text = gen.text(doc)
@@ -314,8 +315,17 @@ def _answer_window(
     cosines = vecs @ query_vec.reshape(-1)
     overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
     heading = np.array([is_heading(text, u.start, u.end) for u in units])
-    scores = cosines + scoring.highlight_lexical_weight * overlap - scoring.heading_margin * heading
-    best = next(i for i, u in enumerate(units) if (u.start, u.end) == span)
+    # A sentence holding a phrase of the asked type ("43 metres" for "How tall...?") is
+    # preferred a little (docs/tuning.md section 11): the best sentence is picked again here.
+    typed = np.array([windows.has_type(text, u, question) for u in units], dtype=float)
+    scores = (
+        cosines
+        + scoring.highlight_lexical_weight * overlap
+        - scoring.heading_margin * heading
+        + scoring.type_weight * typed
+    )
+    inside_chunk = [i for i, u in enumerate(units) if u.row == hit.row]
+    best = max(inside_chunk, key=lambda i: scores[i])
     weight = {t: idf.get(t, idf.top) for t in set(q_terms)}
     total = sum(weight.values()) or 1.0
     best_terms = set(terms[best])
@@ -348,19 +358,28 @@ def _answer_window(
         fused_rank=fused_rank,
         heading=bool(heading[best]),
     )
-    del first, last, cos  # the window may reach into the neighbouring chunks
-    return Window((units[lo].start, units[hi - 1].end), span, evidence)
+    del first, last  # the window may reach into the neighbouring chunks
+    # the phrase is looked for first in the sentence that states the answer, not in a heading above it
+    focus = best + 1 if heading[best] and best + 1 < hi else best
+    return Window((units[lo].start, units[hi - 1].end), (units[focus].start, units[focus].end), evidence)
 
 
 def analyse(
-    question: str, gen: Generation, chosen: Sequence[Hit], query_vec: np.ndarray, scoring: Scoring
+    question: str,
+    gen: Generation,
+    chosen: Sequence[Hit],
+    query_vec: np.ndarray,
+    scoring: Scoring,
+    query: str | None = None,
 ) -> tuple[list[tuple[float, float, tuple[int, int], Hit]], Window]:
     """Rank the re-scored hits and build the best passage's answer window and evidence.
 
+    ``query`` is the text searched (``question`` plus a conversation's topic); its terms score
+    the passages, while the question as asked decides what kind of answer is wanted.
     ``answer`` uses it; ``benchmarks/train_verifier.py`` calls it to collect the verifier's
     training data through the very same code.
     """
-    q_terms = tokenize([question])[0]
+    q_terms = tokenize([query or question])[0]
     idf = idf_weights(gen)
     rescored = _rescore(q_terms, gen, chosen, query_vec, idf, scoring)
     ranked = sorted(
@@ -383,14 +402,15 @@ def answer(
     top_k: int,
     scoring: Scoring,
     verifier: Verifier | None = None,
+    query: str | None = None,
 ) -> Answer:
-    """Build the Answer from fused hits (best first).
+    """Build the Answer from fused hits (best first); ``query`` as in ``analyse``.
 
     Re-scores the first ``scoring.depth`` hits by their sentences; grows the best sentence of
     the best passage into its answer window; asks ``verifier`` (default: the shipped one) how
     likely that window answers the question; marks the answer phrase; keeps ``top_k``
-    non-overlapping quotes, those within ``scoring.support_margin`` of the best one marked as
-    supporting a found answer.
+    non-overlapping quotes, those scoring at least ``scoring.support_ratio`` of the best one
+    marked as supporting a found answer.
     """
     chosen = list(hits[: max(top_k, scoring.depth)])
     if not chosen:
@@ -399,7 +419,7 @@ def answer(
         )
         return Answer(question, False, "", (), gen.name, msg)
     verifier = verifier or default_verifier()
-    ranked, window = analyse(question, gen, chosen, query_vec, scoring)
+    ranked, window = analyse(question, gen, chosen, query_vec, scoring, query)
     evidence = window.evidence
     confidence = verifier.probability(features(evidence))
     found = confidence >= scoring.threshold(verifier) and evidence.sentence_cos >= scoring.min_score
@@ -420,13 +440,16 @@ def answer(
         if not (0 <= start < end <= len(doc.text) and start <= span[0] < span[1] <= end):
             raise IndexCorruptError(f"{gen.dir}: chunk {hit.row} offsets do not fit its document")
         where = doc.location_at(span[0])
-        supports = found and final >= top_score - scoring.support_margin
+        supports = found and final >= scoring.support_ratio * top_score
         quotes.append(Quote(doc.id, where, start, end, doc.text[start:end], final, span, where, supports))
     if not found:
         return Answer(question, False, "", tuple(quotes), gen.name, NOT_FOUND, confidence=confidence)
     top = quotes[0]
     text = gen.text(int(gen.chunks[ranked[0][3].row][0]))
-    chosen_phrase = phrases.pick(text, window.span, window.best, phrases.answer_type(question), question)
+    # words of the question and of the topic searched with it are not the answer ("Foxconn")
+    chosen_phrase = phrases.pick(
+        text, window.span, window.best, phrases.answer_type(question), query or question
+    )
     phrase = (
         None
         if chosen_phrase is None

@@ -30,12 +30,13 @@ from qa.rendering import (
     SOURCE_PLACEHOLDER,
     Turn,
     _cite_label,
+    conversation_of,
     esc,
     friendly,
     render_source_message,
     render_transcript,
 )
-from qa.service import QAService
+from qa.service import MAX_HISTORY, QAService
 from qa.settings import Settings
 from qa.ui_documents import documents_tab
 from qa.watching import Watcher, watch_service
@@ -72,7 +73,8 @@ function qaScrollInside(target, where) {
 }
 """
 
-_CHAT_JS = """
+_CHAT_JS = (
+    """
 element.addEventListener('click', function (e) {
   var b = e.target && e.target.closest ? e.target.closest('[data-cite]') : null;
   if (b) {
@@ -80,8 +82,12 @@ element.addEventListener('click', function (e) {
     window.__qaCite = Date.now();
     trigger('click', {cite: b.getAttribute('data-cite')});
   }
+  var a = e.target && e.target.closest ? e.target.closest('[data-alone]') : null;
+  if (a) { e.preventDefault(); trigger('click', {alone: a.getAttribute('data-alone')}); }
 });
-""" + _SCROLL_JS + """
+"""
+    + _SCROLL_JS
+    + """
 // The newest turn comes into view when it is added, and stays there while it renders
 // (the box keeps its scroll position otherwise: a third answer sat ~3,300 px below).
 var seen = 0;
@@ -101,10 +107,13 @@ function showNewest() {
 watch('value', function () { seen = Math.min(seen, element.querySelectorAll('.qa-turn').length - 1);
   showNewest(); requestAnimationFrame(showNewest); setTimeout(showNewest, 300); });
 """
+)
 
 # The source view opens where the person is looking: after a citation is opened, the view is
 # brought on screen (on a phone it sits ~1,400 px below the chat) and its highlight inside it.
-_SOURCE_JS = _SCROLL_JS + """
+_SOURCE_JS = (
+    _SCROLL_JS
+    + """
 watch('value', function () {
   if (!window.__qaCite || Date.now() - window.__qaCite > 30000) { return; }
   window.__qaCite = 0;
@@ -119,6 +128,7 @@ watch('value', function () {
   if (img && !img.complete) { img.addEventListener('load', show, {once: true}); }
 });
 """
+)
 
 # A paste longer than the question limit is cut by the browser (maxlength): say so.
 _PASTE_JS = """
@@ -180,6 +190,9 @@ mark strong.qa-phrase { font-weight: 700; }
 details.qa-more summary { cursor: pointer; font-size: 0.85em; color: var(--body-text-color-subdued);
   margin: 0.4em 0; }
 .qa-time { font-size: 0.75em; color: var(--body-text-color-subdued); }
+.qa-searched { font-size: 0.85em; color: var(--body-text-color-subdued); margin: 0 0 0.3em 0; }
+button.qa-alone { cursor: pointer; border: 1px solid var(--border-color-primary); border-radius: 6px;
+  background: none; padding: 0 0.4em; margin-left: 0.4em; font: inherit; color: var(--link-text-color); }
 """
 )
 
@@ -235,14 +248,17 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
     settings = service.settings
     examples = DEFAULT_EXAMPLES if (service.corpus / DEFAULT_DOC).is_file() else []
 
-    def ask_turn(question: str, k: float, history: list[Turn] | None) -> tuple[list[Turn], Turn | None]:
+    def ask_turn(
+        question: str, k: float, history: list[Turn] | None, use_history: bool = True
+    ) -> tuple[list[Turn], Turn | None]:
         history = list(history or [])
         q = " ".join((question or "").split())
         if not q:
             return history, None
         t0 = time.perf_counter()
+        earlier = conversation_of(history, MAX_HISTORY) if use_history else []
         try:
-            turn = Turn(q, service.ask(q, int(k)), seconds=time.perf_counter() - t0)
+            turn = Turn(q, service.ask(q, int(k), earlier), seconds=time.perf_counter() - t0)
         except QAError as exc:
             turn = Turn(q, error=friendly(exc))
         except Exception as exc:
@@ -271,29 +287,41 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
             render_source_message(SOURCE_PLACEHOLDER),
         )
 
-    def on_cite(history: list[Turn] | None, evt: gr.EventData) -> str | Any:
+    def on_click(history: list[Turn] | None, k: float, evt: gr.EventData) -> tuple[Any, ...]:
+        """A click in the transcript: a citation opens the source view; "Ask without history"
+        asks that turn's question again on its own."""
         data = getattr(evt, "_data", None) or {}
-        cite = data.get("cite") if isinstance(data, dict) else None
-        if cite is None:
-            return gr.skip()
-        q = _quote_at(history or [], cite)
-        return service.source(q) if q is not None else render_source_message(SOURCE_PLACEHOLDER)
+        data = data if isinstance(data, dict) else {}
+        if data.get("cite") is not None:
+            q = _quote_at(history or [], data["cite"])
+            shown = service.source(q) if q is not None else render_source_message(SOURCE_PLACEHOLDER)
+            return (gr.skip(), gr.skip(), gr.skip(), shown)
+        try:
+            turn = (history or [])[int(str(data.get("alone")))]
+        except (TypeError, ValueError, IndexError):
+            return (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        history, _ = ask_turn(turn.question, k, history, use_history=False)
+        choices = gr.update(choices=_citation_choices(history), value=None)
+        return (render_transcript(history), history, choices, gr.skip())
 
     def on_pick(cite: str | None, history: list[Turn] | None) -> str:
         q = _quote_at(history or [], cite)
         return service.source(q) if q is not None else render_source_message(SOURCE_PLACEHOLDER)
 
-    def api_ask(question: str, k: int = settings.top_k) -> dict[str, Any]:
+    def api_ask(question: str, k: int = settings.top_k, history: list[str] | None = None) -> dict[str, Any]:
         """Answer a question from the indexed documents: returns the Answer as JSON
-        (question, found, answer, message, generation, quotes[doc, location, start, end, text,
-        score, highlight])."""
+        (question, found, confidence, answer, phrase, query, used_history, message, generation,
+        quotes[doc, location, start, end, text, score, highlight, supports]). ``history``: the
+        conversation's earlier questions, oldest first, to answer a follow-up ("Where will they
+        build it?") as in the chat."""
         try:
             n = int(k)
         except (TypeError, ValueError, OverflowError):  # API callers can send anything
             msg = f"K must be a whole number between 1 and 100, got {str(k)[:20]!r}."
             raise gr.Error(msg, print_exception=False) from None
         try:
-            return service.ask(question, n).to_dict()
+            earlier = service.replay(history, n) if history else []
+            return service.ask(question, n, earlier).to_dict()
         except QAError as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
 
@@ -355,7 +383,7 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
                             elem_id="qa-k",
                             scale=3,
                         )
-                        clear_btn = gr.Button("Clear chat", size="sm", scale=1)
+                        clear_btn = gr.Button("New conversation", size="sm", scale=1, elem_id="qa-new")
                     example_box = (
                         gr.Examples(
                             examples=examples,
@@ -391,7 +419,13 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
         ask_btn.click(on_ask, [question, k, history], ask_outputs, **private)
         question.submit(on_ask, [question, k, history], ask_outputs, **private)
         clear_btn.click(on_clear, None, [transcript, history, cite_pick, source], **private)
-        transcript.click(on_cite, [history], source, show_progress="hidden", **private)
+        transcript.click(
+            on_click,
+            [history, k],
+            [transcript, history, cite_pick, source],
+            show_progress="hidden",
+            **private,
+        )
         cite_pick.input(on_pick, [cite_pick, history], source, show_progress="hidden", **private)
         if example_box is not None:  # an example asks at once, like typing it and pressing Ask
             example_box.load_input_event.then(on_ask, [question, k, history], ask_outputs, **private)

@@ -25,7 +25,6 @@ sessions.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections import deque
@@ -35,8 +34,6 @@ from typing import TYPE_CHECKING
 
 from qa import phrases
 from qa.answering import Answer
-from qa.retrieval import Hit
-from qa.store import Generation
 
 if TYPE_CHECKING:
     from qa.index import Index
@@ -53,83 +50,106 @@ _ELLIPSIS = re.compile(
     re.IGNORECASE,
 )
 SHORT_TERMS = 1  # a question with at most this many content terms is read with its history
-TOPIC_QUESTION_NAMES = 3  # names of earlier questions carried forward (at least; a question may have more)
-TOPIC_NAMES = 4  # names carried forward in all, with those of the last answer
+TOPIC_NAMES = 1  # names carried forward (one more for a question with few words of its own)
+FEW_TERMS = 2  # a question with at most this many content terms carries more of the topic
 TOPIC_TERMS = 3  # rare terms carried forward when the earlier turns named nothing
 ASKED_WEIGHT = 0.5  # weight of the question as asked beside the question with its topic
-PREVIOUS_DOCUMENT_BONUS = 0.002  # fused-score bonus of passages from the last answer's documents
-
-
-def prefer_documents(gen: Generation, hits: list[Hit], last: Answer) -> list[Hit]:
-    """``hits`` re-sorted after adding ``PREVIOUS_DOCUMENT_BONUS`` to the passages of the
-    documents the last answer quoted (its supporting quotes; all of them when nothing was
-    found). Reciprocal-rank scores of neighbouring ranks differ by about 0.0003-0.0005, so the
-    bonus moves a passage up a few places, not from the bottom to the top."""
-    quoted = {q.doc for q in last.quotes if q.supports or not last.found}
-    if not quoted:
-        return hits
-    rows = {info.row for info in gen.documents if info.id in quoted}
-    boosted = [
-        dataclasses.replace(h, score=h.score + PREVIOUS_DOCUMENT_BONUS)
-        if int(gen.chunks[h.row][0]) in rows
-        else h
-        for h in hits
-    ]
-    return sorted(boosted, key=lambda h: (-h.score, h.row))
+NAMED_ASKED_WEIGHT = 1.0  # the same, when the question names something of its own
 
 
 def depends(question: str, terms: list[str]) -> bool:
-    """Whether ``question`` (with BM25 ``terms``) leans on earlier turns.
+    """Whether ``question`` (with BM25 ``terms``) may lean on earlier turns: it has a word
+    pointing back ("they", "it", "there", "these"), starts as an ellipsis ("and in 1990?",
+    "what about ...") or has at most ``SHORT_TERMS`` content terms of its own.
 
     Examples: "Where will they build it?" -> True; "And in 1990?" -> True; "What is the
-    capital of Peru?" -> False; "When did Tesla sell his patents?" -> False (the pronoun
-    follows a name of the question's own).
+    capital of Peru?" -> False. "When did Tesla sell his patents?" -> True as well: whether
+    "his" is Tesla cannot be told from the words, so the question as asked keeps a full
+    weight in the search (``asked_weight``) and a standalone question is not spoiled.
     """
-    if _ELLIPSIS.search(question) or len(terms) <= SHORT_TERMS:
-        return True
-    pointer = _POINTERS.search(question)
-    if pointer is None:
-        return False
-    names = [c for c in phrases.candidates(question) if c.kind == "name"]
-    # "When did Tesla sell his patents?": the pronoun refers to a name the question gives itself.
-    return not any(c.end <= pointer.start() for c in names)
+    return bool(_ELLIPSIS.search(question) or len(terms) <= SHORT_TERMS or _POINTERS.search(question))
+
+
+# A topic name is singular ("Super Bowl 50", "Nikola Tesla"): singular pronouns are replaced
+# before plural ones.
+_PRONOUNS = [
+    (re.compile(r"\b(?:it|he|she|him)\b", re.IGNORECASE), ""),
+    (re.compile(r"\b(?:its|his)\b", re.IGNORECASE), "'s"),
+    (re.compile(r"\b(?:they|them)\b", re.IGNORECASE), ""),
+    (re.compile(r"\b(?:their)\b", re.IGNORECASE), "'s"),
+]
+
+
+def rewrite(question: str, found: Topic) -> str:
+    """The text to search for ``question`` with its topic: the first pronoun is replaced by the
+    topic's first name, as a person would have written the question alone, and the other names
+    and words follow. Example: "Which network broadcasted it in the U.S.?" with the topic
+    "Super Bowl 50" -> "Which network broadcasted Super Bowl 50 in the U.S.?". Words that are
+    not names (the rarest words of the last search) never replace a pronoun."""
+    if found.names:
+        first, rest = found.names[0], [*found.names[1:], *found.words]
+        for pattern, suffix in _PRONOUNS:
+            match = pattern.search(question)
+            if match is not None:
+                text = question[: match.start()] + first + suffix + question[match.end() :]
+                return " ".join([text, *rest])
+    return " ".join([question, *found.names, *found.words])
+
+
+def asked_weight(question: str) -> float:
+    """Weight of the question as asked beside the question with its topic: full when the
+    question names something itself (it may stand alone), half otherwise."""
+    named = any(c.kind == "name" for c in phrases.candidates(question))
+    return NAMED_ASKED_WEIGHT if named else ASKED_WEIGHT
+
+
+@dataclass(frozen=True)
+class Topic:
+    """What a dependent question is searched with: ``names`` (the first one takes the place of
+    the question's pronoun) and other ``words`` added after it."""
+
+    names: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()
 
 
 def topic(
-    history: list[tuple[str, Answer]], question: str, rare_words: Callable[[str], list[str]]
-) -> list[str]:
-    """Words to add to a dependent ``question``, from ``history`` (oldest first).
+    history: list[tuple[str, Answer]], question: str, own_terms: int, idf_of: Callable[[str], float]
+) -> Topic:
+    """The topic of ``history`` (oldest first) for a dependent ``question`` with ``own_terms``
+    content terms.
 
-    Names of the earlier questions (newest first), then the last answer's phrase and names;
-    rare terms of the previous question only when no name was found. Words already in the
-    question are skipped.
+    The topic is a name of the earlier searches (their questions, or the text searched when it
+    carried a topic itself): the name found in the most of them (also inside a longer name,
+    "Nikola Tesla" in "Nikola Tesla Museum"), the most common one in the index (lowest
+    ``idf_of``) among equals. "Super Bowl 50" is named in turn 1 and carried in turn 2's search,
+    so it wins over "Sun Life Stadium", named once. A question with almost no words of its own
+    ("Where will they build it?", at most ``FEW_TERMS``) gets more: a second name, the last
+    answer's phrase, and the rarest words of the previous search ("manufacture", "hardware"),
+    as does any question when the earlier turns named nothing. Words the question already has
+    are skipped.
     """
+    if not history:
+        return Topic()
     asked = phrases.words_of(question)
-    picked: list[str] = []
-
-    def add(name: str) -> None:
-        if not phrases.words_of(name) <= asked and name not in picked:
-            picked.append(name)
-
-    for past_question, past_answer in reversed(history):
-        searched = past_answer.query or past_question
-        for c in phrases.candidates(searched):
-            if c.kind == "name":
-                add(searched[c.start : c.end])
-        if len(picked) >= TOPIC_QUESTION_NAMES:
-            break
-    if history and history[-1][1].found:
-        last = history[-1][1]
-        if last.phrase is not None:  # what the last answer said: "Foxconn"
-            add(last.phrase.text)
-        for c in phrases.candidates(last.answer):
-            if c.kind == "name" and len(picked) < TOPIC_NAMES:
-                add(last.answer[c.start : c.end])
-    if not picked and history:
-        past = history[-1][1].query or history[-1][0]
-        for word in rare_words(past)[:TOPIC_TERMS]:
-            add(word)
-    return picked
+    few = own_terms <= FEW_TERMS
+    searches = [past_answer.query or past_question for past_question, past_answer in history]
+    found = {text[c.start : c.end] for text in searches for c in phrases.candidates(text) if c.kind == "name"}
+    seen = {n: sum(n in text for text in searches) for n in found if not phrases.words_of(n) <= asked}
+    names = sorted(seen, key=lambda n: (-seen[n], idf_of(n), n))[: TOPIC_NAMES + few]
+    if names and not few:
+        return Topic(tuple(names))
+    last_question, last = history[-1]
+    if few and last.found and last.phrase is not None and last.phrase.text not in names:
+        names.append(last.phrase.text)
+    searched = last.query or last_question
+    taken = set().union(*(phrases.words_of(n) for n in names)) if names else set()
+    words = [w.strip("?.,;:!\"'()") for w in searched.split()]
+    words = [
+        w
+        for w in dict.fromkeys(words)
+        if len(w) > 2 and w.lower() not in asked | taken | phrases.COMMON_WORDS and idf_of(w) > 0
+    ]
+    return Topic(tuple(names), tuple(sorted(words, key=lambda w: -idf_of(w))[:TOPIC_TERMS]))
 
 
 @dataclass(frozen=True)

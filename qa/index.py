@@ -41,7 +41,7 @@ class Index:
             depth=settings.rerank_depth,
             min_score=settings.min_score,
             min_confidence=settings.min_confidence,
-            support_margin=settings.support_margin,
+            support_ratio=settings.support_ratio,
         )
         self.verifier = (
             verification.load(settings.verifier) if settings.verifier else answering.default_verifier()
@@ -132,14 +132,13 @@ class Index:
         terms = retrieval.tokenize([q])[0]
         query = q
         if history and conversation.depends(q, terms):
-            words = conversation.topic(list(history), q, lambda text: self._rare_words(gen, text))
-            if words:
-                query = f"{q} {' '.join(words)}"
+            found = conversation.topic(list(history), q, len(terms), lambda text: self._idf_of(gen, text))
+            query = conversation.rewrite(q, found)
         texts = [query] if query == q else [query, q]
         vectors = self.embedder.encode(texts)
         t1 = time.perf_counter()
         query_terms = terms if query == q else retrieval.tokenize([query])[0]
-        also = [] if query == q else [(vectors[1], terms, conversation.ASKED_WEIGHT)]
+        also = [] if query == q else [(vectors[1], terms, conversation.asked_weight(q))]
         hits = retrieval.search(
             gen,
             vectors[0],
@@ -149,23 +148,19 @@ class Index:
             self.settings.rrf_k,
             also,
         )
-        if query != q and history:
-            hits = conversation.prefer_documents(gen, hits, history[-1][1])
         t2 = time.perf_counter()
-        result = answering.answer(query, gen, hits, vectors[0], k, self.scoring, self.verifier)
+        result = answering.answer(q, gen, hits, vectors[0], k, self.scoring, self.verifier, query)
         t3 = time.perf_counter()
-        result = dataclasses.replace(result, question=q, query=query, used_history=query != q)
+        result = dataclasses.replace(result, query=query, used_history=query != q)
         result.timings.update({"embed": t1 - t0, "search": t2 - t1, "answer": t3 - t2})
         return result
 
     @staticmethod
-    def _rare_words(gen: store.Generation, text: str) -> list[str]:
-        """Words of ``text`` (as written) with the highest IDF in ``gen`` first, stopwords out."""
+    def _idf_of(gen: store.Generation, text: str) -> float:
+        """Mean IDF in ``gen`` of the BM25 terms of ``text`` (0 when it has none)."""
         idf = answering.idf_weights(gen)
-        words = [w for w in dict.fromkeys(text.replace("?", " ").split()) if retrieval.tokenize([w])[0]]
-        return sorted(
-            words, key=lambda w: -max((idf.get(t, idf.top) for t in retrieval.tokenize([w])[0]), default=0)
-        )
+        terms = retrieval.tokenize([text])[0]
+        return sum(idf.get(t, idf.top) for t in terms) / len(terms) if terms else 0.0
 
 
 def ask(

@@ -362,9 +362,7 @@ def render_page_view(
     src = "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
     head = (
         f'<div class="qa-page-head">page {page_no} of {image.pages} · the passage is shaded, '
-        "the answering sentence <mark>highlighted</mark>"
-        + (f" · {esc(note)}" if note else "")
-        + "</div>"
+        "the answering sentence <mark>highlighted</mark>" + (f" · {esc(note)}" if note else "") + "</div>"
     )
     return (
         f'{head}<div class="qa-page" data-page="{page_no}">'

@@ -5,7 +5,8 @@ A question's *answer type* comes from its wh-word and the noun after it ("when",
 country" -> place; "which river" -> a named thing). A passage's *candidates* are spans found
 with patterns: dates (years, months, centuries, decades, times), numbers (digits, number words,
 ordinals, money, percentages, measures) and names (runs of capitalised words, with "of", "the",
-"de"... inside). The answer phrase is the candidate of the expected type nearest to the
+"de"... inside, but not "and" or "for": "Coldplay and Beyoncé" are two names). The answer
+phrase is the candidate of the expected type nearest to the
 question's words in the answer window, e.g. for "Who is OpenAI partnering with to manufacture
 AI hardware?" in "OpenAI has announced a new partnership with Hon Hai Precision Industry
 Company, better known as Foxconn, ..." the names are "OpenAI" (in the question: skipped),
@@ -119,11 +120,11 @@ _NUMBER_RE = re.compile(
 # Runs of capitalised words; lower-case joiners ("of", "the", "de", "and") only between them.
 _NAME_RE = re.compile(
     r"(?<![\w'’])(?:[A-Z][\w'’.&-]*|[A-Z]{2,})"
-    r"(?:(?:\s+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|and|&|for|on|upon))*"
-    r"\s+(?:[A-Z][\w'’.&-]*|\d+))*"
+    r"(?:(?:[ \t]+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))*"
+    r"[ \t]+(?:[A-Z][\w'’.&-]*|\d+))*"
 )
-# Capitalised words that start sentences without naming anything.
-_COMMON_STARTS = frozenset(
+# Capitalised words that start sentences without naming anything (wh-words, pronouns...).
+COMMON_WORDS = frozenset(
     [
         "a",
         "an",
@@ -256,7 +257,7 @@ _COMMON_STARTS = frozenset(
     ]
 )
 _STOP_NAME_TAIL = re.compile(
-    r"(?:\s+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|and|&|for|on|upon))+$"
+    r"(?:[ \t]+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))+$"
 )
 
 # Question patterns, checked in order: the first match decides the answer type.
@@ -350,14 +351,20 @@ def candidates(text: str, start: int = 0, end: int | None = None) -> list[Candid
 
     for m in _DATE_RE.finditer(piece):
         add(m.start(), m.end(), DATE)
+    titled = _title_case_lines(piece)
     for m in _NAME_RE.finditer(piece):
         a, b = m.start(), m.end()
+        if any(lo <= a < hi for lo, hi in titled):
+            continue  # "OpenAI Partners with Foxconn to Develop...": capitals name nothing here
         words = m.group(0).split()
         # A lone capitalised common word at a sentence start names nothing ("The", "However").
-        if words[0].lower().strip(".,") in _COMMON_STARTS:
+        if words[0].lower().strip(".,") in COMMON_WORDS:
             if len(words) == 1:
                 continue
             a = m.start() + len(m.group(0)) - len(m.group(0)[len(words[0]) :].lstrip())
+        possessive = _POSSESSIVE.search(piece, a, b)
+        if possessive is not None:  # "Victoria's Mount Bogong": the name is Victoria
+            b = possessive.start()
         tail = _STOP_NAME_TAIL.search(piece, a, b)
         if tail is not None:
             b = tail.start()
@@ -371,6 +378,43 @@ def candidates(text: str, start: int = 0, end: int | None = None) -> list[Candid
     return found
 
 
+_LINE = re.compile(r"[^\n]+")
+_POSSESSIVE = re.compile(r"['’]s\b")
+_SMALL_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "as",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "with",
+        "vs",
+        "via",
+    ]
+)
+
+
+def _title_case_lines(text: str) -> list[tuple[int, int]]:
+    """Spans of the lines written in Title Case (headlines): four or more words, and all but
+    the small ones ("with", "to", "the") capitalised. Capitals there say nothing about names."""
+    spans = []
+    for m in _LINE.finditer(text):
+        words = [w for w in m.group(0).split() if w[:1].isalpha()]
+        big = [w for w in words if w.lower() not in _SMALL_WORDS]
+        if len(words) >= 4 and big and sum(w[0].isupper() for w in big) >= 0.9 * len(big):
+            spans.append((m.start(), m.end()))
+    return spans
+
+
 def serves(kind: str, wanted: str) -> bool:
     """Whether a candidate of ``kind`` can answer a question of type ``wanted``."""
     if wanted in (PERSON, PLACE, NAME):
@@ -379,6 +423,9 @@ def serves(kind: str, wanted: str) -> bool:
 
 
 _WORD = re.compile(r"\w+")
+_PLACE_BEFORE = re.compile(
+    r"\b(?:in|at|near|from|to|into|across|throughout|outside|inside|around|of)\s+(?:the\s+)?$", re.IGNORECASE
+)
 _ALIAS = re.compile(
     r"\s*(?:,\s*)?(?:\(|(?:better |also |commonly |popularly |now |formerly )?known as |or simply )"
 )
@@ -416,10 +463,13 @@ def pick(
         if m.group(0).lower() in q_words and len(m.group(0)) > 2
     ]
 
-    def cost(c: Candidate) -> tuple[float, int]:
+    def cost(c: Candidate) -> tuple[int, int, int, int]:
         outside = 0 if focus[0] <= c.start and c.end <= focus[1] else 1
+        # a place follows "in", "at", "near"...; a person or organisation does not
+        placed = _PLACE_BEFORE.search(text, max(a, c.start - 12), c.start) is not None
+        context = int(placed != (wanted == PLACE)) if wanted in (PLACE, PERSON) else 0
         dist = min((abs(c.start - p) for p in anchors), default=len(text))
-        return (outside * 1000 + dist, c.start)
+        return (outside, context, dist, c.start)
 
     chosen = min(cands, key=cost)
     # "Hon Hai Precision Industry Company, better known as Foxconn": the name people use.

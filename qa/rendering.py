@@ -125,6 +125,26 @@ class Turn:
     seconds: float = 0.0
 
 
+def conversation_of(history: Sequence[Turn], turns: int) -> list[tuple[str, Answer]]:
+    """The last ``turns`` answered turns as (question, answer), oldest first: what a follow-up
+    question is read with."""
+    answered = [(t.question, t.answer) for t in history if t.answer is not None]
+    return answered[-turns:] if turns else []
+
+
+def render_searched(answer: Answer, turn: int) -> str:
+    """Under an answer that used the conversation: what was searched, and a button to ask the
+    same question on its own."""
+    if not answer.used_history:
+        return ""
+    return (
+        f'<div class="qa-searched">Searched for: <q>{esc(answer.query)}</q> '
+        f'<button type="button" class="qa-alone" data-alone="{turn}" '
+        'title="Ask this question again on its own, without the earlier turns">'
+        "Ask without history</button></div>"
+    )
+
+
 def render_transcript(history: Sequence[Turn]) -> str:
     """The whole session as HTML (question bubbles, answers, errors)."""
     if not history:
@@ -138,6 +158,7 @@ def render_transcript(history: Sequence[Turn]) -> str:
         out.append(f'<div class="qa-turn"><div class="qa-question">{esc(turn.question)}</div>')
         out.append('<div class="qa-reply">')
         if turn.answer is not None:
+            out.append(render_searched(turn.answer, t))
             out.append(render_answer(turn.answer, t))
             out.append(f'<div class="qa-time">answered in {turn.seconds:.2f} s</div>')
         else:

@@ -16,13 +16,14 @@ import tempfile
 import threading
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from qa.answering import Answer, Quote
 from qa.building import BuildReport, build_index
 from qa.embedding import Embedder
-from qa.errors import BuildLockedError, QAError
+from qa.errors import BuildLockedError, InvalidQuestionError, QAError
 from qa.index import Index
 from qa.pageview import PageRenderer, page_view
 from qa.rendering import DocRow, _format, friendly, human_size, render_source, render_source_message
@@ -31,6 +32,7 @@ from qa.trash import TrashEntry, list_trash, move_to_trash, purge, restore
 
 log = logging.getLogger(__name__)
 
+MAX_HISTORY = 8  # earlier turns a conversation keeps (and an API client may send)
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 MAX_NAME_CHARS = 120
 STAGE_UNITS = {"parsing": "files", "embedding": "chunks", "writing": "steps"}
@@ -145,11 +147,29 @@ class QAService:
                 log.warning("reload failed, still serving %s: %s", idx.generation.name, exc)
         return idx
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
-        """Answer ``question`` with ``k`` quotes. Raises QAError subclasses."""
+    def ask(
+        self, question: str, k: int | None = None, history: Sequence[tuple[str, Answer]] | None = None
+    ) -> Answer:
+        """Answer ``question`` with ``k`` quotes, in the light of ``history`` (earlier turns of
+        the conversation, oldest first). Raises QAError subclasses."""
         if isinstance(question, str):
             question = _LONE_SURROGATE.sub("\ufffd", question)
-        return self.index().ask(question, k)
+        return self.index().ask(question, k, history=history)
+
+    def replay(self, questions: Sequence[str], k: int | None = None) -> list[tuple[str, Answer]]:
+        """The history an API client means by a list of earlier questions: each asked in turn,
+        in the light of those before it (at most ``MAX_HISTORY`` of the latest).
+
+        Raises:
+            InvalidQuestionError: ``questions`` is not a list of strings.
+        """
+        if not isinstance(questions, list | tuple) or not all(isinstance(q, str) for q in questions):
+            raise InvalidQuestionError("history must be a list of earlier questions (strings)")
+        history: list[tuple[str, Answer]] = []
+        for q in list(questions)[-MAX_HISTORY:]:
+            if q.strip():
+                history.append((q, self.ask(q, k, history)))
+        return history
 
     def source(self, q: Quote) -> str:
         """The source-view HTML of quote ``q`` in the live generation."""

@@ -70,11 +70,12 @@ class Settings(BaseSettings):
         "the verifier file's threshold, chosen so that at most 10% of answerable SQuAD 2.0 "
         "questions are refused.",
     )
-    support_margin: float = Field(
-        0.5,
+    support_ratio: float = Field(
+        0.9,
         ge=0.0,
-        description="Quotes scoring within this of the best quote support a found answer; the "
-        "others are shown as 'more passages' (docs/tuning.md section 11).",
+        le=1.0,
+        description="Quotes scoring at least this share of the best quote's score support a found "
+        "answer; the others are shown as 'more passages' (chosen on SQuAD, docs/tuning.md section 11).",
     )
     max_file_mb: float = Field(
         64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."

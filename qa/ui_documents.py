@@ -94,9 +94,7 @@ class DocumentsTab:
 def documents_tab(service: QAService, info: Any, private: dict[str, Any]) -> DocumentsTab:
     """Build the Documents tab's components (call inside ``gr.Tab``) and wire their events."""
     settings = service.settings
-    keep = (
-        f"for {settings.trash_hours:g} hours" if settings.trash_hours > 0 else "until the next rebuild"
-    )
+    keep = f"for {settings.trash_hours:g} hours" if settings.trash_hours > 0 else "until the next rebuild"
     docs_table = gr.HTML(
         render_documents(service.documents()), js_on_load=None, css_template=DOCS_CSS, elem_id="qa-docs"
     )

@@ -181,10 +181,6 @@ def features(ev: Evidence) -> dict[str, float]:
         "typed": float(typed),
         "type_in_sentence": float(type_in_sentence),
         "type_in_window": float(type_in_window),
-        "type_date": float(wanted == phrases.DATE),
-        "type_number": float(wanted == phrases.NUMBER),
-        "type_person": float(wanted == phrases.PERSON),
-        "type_place": float(wanted == phrases.PLACE),
         "name_missing_window": float(any(n.lower() not in window_lc for n in names)),
         "name_missing_passage": float(any(n.lower() not in passage_lc for n in names)),
         "number_missing_window": float(any(n.lower() not in window_lc for n in numbers)),
@@ -204,7 +200,11 @@ def features(ev: Evidence) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Verifier:
-    """A logistic model over ``features``: p = sigmoid(w . (x - mean) / scale + b)."""
+    """A logistic model over ``features``: z = w . (x - mean) / scale + b, then the calibration
+    p = sigmoid(slope * z + intercept), fitted on held-out scores against "the shown answer
+    contains a correct answer", so that ``p`` reads as that probability (the reliability
+    diagram of ``qa eval squad --plot``). The calibration is monotone: it changes the number
+    shown, never the order of two answers."""
 
     name: str
     names: tuple[str, ...]
@@ -214,10 +214,13 @@ class Verifier:
     bias: float
     threshold: float
     meta: dict[str, Any]
+    slope: float = 1.0
+    intercept: float = 0.0
 
     def probability(self, f: dict[str, float]) -> float:
         x = np.array([f.get(n, 0.0) for n in self.names], dtype=np.float64)
         z = float(((x - self.mean) / self.scale) @ self.weights + self.bias)
+        z = self.slope * z + self.intercept
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
     def to_json(self) -> dict[str, Any]:
@@ -230,6 +233,7 @@ class Verifier:
             "scale": self.scale.tolist(),
             "weights": self.weights.tolist(),
             "bias": self.bias,
+            "calibration": {"slope": self.slope, "intercept": self.intercept},
             "threshold": self.threshold,
             **{k: v for k, v in self.meta.items() if k not in _KEYS},
         }
@@ -238,7 +242,18 @@ class Verifier:
         path.write_text(json.dumps(self.to_json(), indent=1) + "\n", encoding="utf-8")
 
 
-_KEYS = {"format", "format_version", "name", "features", "mean", "scale", "weights", "bias", "threshold"}
+_KEYS = {
+    "format",
+    "format_version",
+    "name",
+    "features",
+    "mean",
+    "scale",
+    "weights",
+    "bias",
+    "calibration",
+    "threshold",
+}
 DEFAULT = "verifier.json"
 
 
@@ -271,6 +286,8 @@ def load(path: Path | None = None) -> Verifier:
         weights = np.asarray(body["weights"], dtype=np.float64)
         bias, threshold = float(body["bias"]), float(body["threshold"])
         name = str(body["name"])
+        calibration = body.get("calibration", {"slope": 1.0, "intercept": 0.0})
+        slope, intercept = float(calibration["slope"]), float(calibration["intercept"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: malformed verifier ({exc})") from exc
     if not (len(names) == len(mean) == len(scale) == len(weights)) or not np.all(scale > 0):
@@ -278,4 +295,8 @@ def load(path: Path | None = None) -> Verifier:
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"{where}: threshold {threshold} is not a probability")
     meta = {k: v for k, v in body.items() if k not in _KEYS}
-    return Verifier(name, names, mean, scale, weights, bias, threshold, meta)
+    if not slope > 0:
+        raise ConfigError(
+            f"{where}: calibration slope {slope} must be positive (it may not reverse the order)"
+        )
+    return Verifier(name, names, mean, scale, weights, bias, threshold, meta, slope, intercept)

@@ -105,6 +105,13 @@ def _has_type(text: str, unit: Unit, wanted: str, question_words: set[str]) -> b
     return False
 
 
+def has_type(text: str, unit: Unit, question: str) -> bool:
+    """Whether ``unit`` holds a phrase of the type ``question`` asks for, other than the
+    question's own words (False for why/how questions)."""
+    wanted = phrases.answer_type(question)
+    return wanted != phrases.OTHER and _has_type(text, unit, wanted, phrases.words_of(question))
+
+
 def choose(
     text: str,
     units: Sequence[Unit],
@@ -139,8 +146,10 @@ def choose(
         last = units[hi - 1]
         nxt = units[hi]
         line = text[last.start : last.end]
-        label = "\n" in text[last.end : nxt.start] and "\n" not in line and (
-            is_label(line.strip()) or is_heading(text, last.start, last.end)
+        label = (
+            "\n" in text[last.end : nxt.start]
+            and "\n" not in line
+            and (is_label(line.strip()) or is_heading(text, last.start, last.end))
         )
         if announces(line, text[nxt.start : nxt.end]) or label:
             hi += 1

@@ -336,8 +336,16 @@ def test_api_endpoint_through_queue(server: str) -> None:
     assert res["found"] is True and len(res["quotes"]) == 3
     assert any("Foxconn" in q["text"] for q in res["quotes"])
     assert set(res["quotes"][0]) >= {"doc", "location", "start", "end", "text", "score", "highlight"}
+    assert {"confidence", "phrase", "query", "used_history"} <= set(res)
     with pytest.raises(Exception, match="question is empty"):
         client.predict("   ", 3, api_name="/ask")
+    # a conversation through the API: the earlier questions are sent along
+    follow = client.predict("What will they make?", 3, [QUESTION], api_name="/ask")
+    assert follow["used_history"] and follow["query"] != follow["question"] and "OpenAI" in follow["query"]
+    alone = client.predict("What will they make?", 3, api_name="/ask")
+    assert not alone["used_history"] and alone["query"] == alone["question"]
+    with pytest.raises(Exception, match="History must be a list"):
+        client.predict("What will they make?", 3, [1, 2], api_name="/ask")
     # the server enforces the upload limit (10 KiB here) before any handler runs
     big = httpx.post(server + "gradio_api/upload", files={"files": ("big.txt", b"x" * 20_000)}, timeout=30)
     assert big.status_code == 413

@@ -237,3 +237,53 @@ def test_hostile_document_and_name_render_inert(browser: Any, served: tuple[str,
     assert HOSTILE_NAME in wombat.locator("button.qa-cite").first.inner_text()
     assert HOSTILE_NAME in wombat_head and HOSTILE_NAME in docs
     p.page.close()
+
+
+def test_phrase_is_bold_inside_the_highlight_and_nearest_passages_are_not_yellow(
+    browser: Any, app_url: str
+) -> None:
+    p = Page(browser, app_url)
+    turn = p.ask(QUESTION)
+    phrase = turn.locator("blockquote.qa-text mark strong.qa-phrase").first
+    assert phrase.inner_text() == "Foxconn"
+    assert int(phrase.evaluate("e => parseInt(getComputedStyle(e).fontWeight)")) >= 700
+    assert "confidence" in turn.locator(".qa-found").inner_text()
+    refused = p.ask("What is the capital of Peru?")
+    assert "Not found in the documents" in refused.inner_text()
+    quotes = refused.locator("li.qa-quote")
+    assert quotes.count() >= 1 and refused.locator("li.qa-nearest").count() == quotes.count()
+    assert refused.locator("mark").count() == 0
+    yellow = "rgb(253, 230, 138)"  # the answer highlight (#fde68a)
+    backgrounds = refused.locator("blockquote.qa-text, blockquote.qa-text *").evaluate_all(
+        "els => els.map(e => getComputedStyle(e).backgroundColor)"
+    )
+    assert yellow not in backgrounds
+    # a nearest passage opened in the source view is outlined, not marked as an answer
+    refused.locator("button.qa-cite").first.click()
+    p.page.locator("#qa-source .qa-passage").first.wait_for(timeout=30_000)
+    assert p.page.locator("#qa-source mark").count() == 0
+    p.page.close()
+
+
+def test_follow_up_shows_what_was_searched_and_new_conversation_clears_it(browser: Any, app_url: str) -> None:
+    p = Page(browser, app_url)
+    p.ask(QUESTION)
+    follow = p.ask("Where will they build it?")
+    searched = follow.locator(".qa-searched")
+    assert searched.count() == 1 and searched.inner_text().startswith("Searched for:")
+    assert "Where will" in searched.inner_text() and "OpenAI" in searched.inner_text()
+    assert "United States" in follow.locator(".qa-found").inner_text()
+    # asked again on its own: a new turn, without history
+    follow.locator("button.qa-alone").click()
+    turns = p.page.locator("#qa-transcript .qa-turn")
+    turns.nth(2).locator(".qa-reply .qa-quote, .qa-reply .qa-error").first.wait_for(timeout=60_000)
+    assert turns.nth(2).locator(".qa-question").inner_text() == "Where will they build it?"
+    assert turns.nth(2).locator(".qa-searched").count() == 0
+    # a new conversation: the transcript is cleared and history is not used any more
+    p.page.locator("#qa-new").click()
+    p.page.locator("#qa-transcript .qa-empty").wait_for(timeout=30_000)
+    assert turns.count() == 0
+    again = p.ask("Where will they build it?")
+    assert again.locator(".qa-searched").count() == 0
+    assert p.dialogs == [] and p.foreign_requests() == []
+    p.page.close()

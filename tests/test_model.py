@@ -159,3 +159,69 @@ def test_real_model_questions_from_threads_during_a_rebuild(tmp_path: Path) -> N
     assert all(a.found and "Foxconn" in a.quotes[0].text for a in answers)
     assert index.reload() and index.generation.name == report.generation
     assert "walrus" in index.ask("What do walruses haul out onto?").quotes[0].text.lower()
+
+
+def test_seed_question_is_found_with_foxconn_and_confidence(built: tuple[Path, qa.BuildReport]) -> None:
+    index = qa.Index.load(built[0])
+    answer = index.ask(QUESTION)
+    assert answer.found and answer.confidence >= index.scoring.threshold(index.verifier)
+    assert answer.phrase is not None and answer.phrase.text == "Foxconn"
+    top = answer.quotes[0]
+    source = (Path(__file__).parent.parent / "corpus" / top.doc).read_text()
+    assert source[answer.phrase.start : answer.phrase.end] == "Foxconn"
+    assert top.highlight[0] <= answer.phrase.start < answer.phrase.end <= top.highlight[1]
+    assert "better known as Foxconn" in top.highlight_text  # the first paragraph says who Foxconn is
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is the capital of Peru?",  # off-topic
+        "How many people work at Foxconn's Wisconsin plant?",  # near miss: no staff numbers
+        "When will the first factory open?",  # near miss: "have not disclosed specific timelines"
+    ],
+)
+def test_off_topic_and_near_miss_questions_are_refused(
+    built: tuple[Path, qa.BuildReport], question: str
+) -> None:
+    answer = qa.Index.load(built[0]).ask(question)
+    assert not answer.found and answer.phrase is None and answer.quotes
+    assert answer.confidence < qa.Index.load(built[0]).verifier.threshold
+    assert not any(q.supports for q in answer.quotes)
+
+
+def test_follow_up_in_conversation_finds_where(built: tuple[Path, qa.BuildReport]) -> None:
+    chat = qa.Index.load(built[0]).conversation()
+    chat.ask(QUESTION)
+    answer = chat.ask("Where will they build it?")
+    assert answer.used_history and answer.query.startswith("Where will they build it?")
+    assert answer.found and "in the United States" in answer.answer
+    assert answer.phrase is not None and answer.phrase.text == "United States"
+    alone = qa.Index.load(built[0]).ask("Where will they build it?")
+    assert not alone.used_history and alone.query == alone.question
+
+
+def test_cli_chat_json_three_lines(built: tuple[Path, qa.BuildReport]) -> None:
+    lines = f"{QUESTION}\nWhere will they build it?\n\nWhat is the capital of Peru?\n"
+    out = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "chat", "--index", str(built[0]), "--json"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["question"] for a in answers] == [
+        QUESTION,
+        "Where will they build it?",
+        "What is the capital of Peru?",
+    ]
+    assert (
+        answers[0]["found"] and answers[0]["phrase"]["text"] == "Foxconn" and not answers[0]["used_history"]
+    )
+    assert (
+        answers[1]["used_history"] and answers[1]["found"] and answers[1]["phrase"]["text"] == "United States"
+    )
+    assert not answers[2]["found"]
+    assert all(0.0 <= a["confidence"] <= 1.0 for a in answers)

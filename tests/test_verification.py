@@ -97,14 +97,14 @@ def test_a_changed_number_or_name_is_missing() -> None:
             "The city is home to the Children's Memorial Health Institute, the highest-reference hospital.",
         )
     )
-    assert f["name_missing_window"] == 1.0 and f["type_number"] == 1.0 and f["type_in_window"] == 0.0
+    assert f["name_missing_window"] == 1.0 and f["typed"] == 1.0 and f["type_in_window"] == 0.0
 
 
 def test_answer_type_present() -> None:
     f = verification.features(
         evidence("Who is the head affineur?", "The head affineur is Priya Vandermolen, who joined in 2011.")
     )
-    assert f["type_person"] == 1.0 and f["type_in_sentence"] == 1.0 and f["missing_sentence"] == 0.0
+    assert f["typed"] == 1.0 and f["type_in_sentence"] == 1.0 and f["missing_sentence"] == 0.0
     f = verification.features(
         evidence(
             "How many people work at the observatory?",
