@@ -109,15 +109,41 @@ def _bar_progress() -> Callable[[str, int, int], None]:
 @_MODEL_OPT
 @click.option("--full", is_flag=True, help="Re-parse and re-embed everything.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build report as JSON.")
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="auto|ADDRESS",
+    default=None,
+    help="Parse and embed on Ray (extra qa[ray]): 'auto' joins $RAY_ADDRESS or starts a local "
+    "instance; ADDRESS (host:port) joins that cluster.",
+)
+@click.option(
+    "--ship-bytes", is_flag=True, help="With --ray: send file bytes to the workers (no shared filesystem)."
+)
 @_edge
-def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full: bool, as_json: bool) -> None:
+def index_cmd(
+    corpus: Path | None,
+    index: Path | None,
+    model: Path | None,
+    full: bool,
+    as_json: bool,
+    ray_address: str | None,
+    ship_bytes: bool,
+) -> None:
     """Build or update the index: only new and changed documents are processed."""
+    import contextlib
     from dataclasses import asdict
 
     from qa.building import build_index
 
     settings = _settings(corpus=corpus, index=index, model=model)
-    report = build_index(settings, full=full, progress=_bar_progress())
+    with contextlib.ExitStack() as stack:
+        mapper = None
+        if ray_address is not None:
+            from qa.distributed import RayMapper
+
+            mapper = stack.enter_context(RayMapper(ray_address, ship_bytes=ship_bytes))
+        report = build_index(settings, full=full, progress=_bar_progress(), mapper=mapper)
     if as_json:
         click.echo(json.dumps(asdict(report), indent=1))
     else:
