@@ -23,6 +23,7 @@ stores other than Ray's own.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -40,7 +41,7 @@ from qa.documents import Document, read_source
 from qa.embedding import Embedder, SentenceTransformerEmbedder, default_model_path, get_embedder
 from qa.errors import BuildError, DocumentError, ModelLoadError, QAError
 from qa.parsing import IsolatedParser
-from qa.preparing import Chunk, PrepareConfig, Prepared, PrepareTask, prepare
+from qa.preparing import Chunk, PrepareConfig, Prepared, PrepareTask, TokenStarts, prepare
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,37 @@ def spec_of(embedder: Embedder) -> EmbedderSpec | Embedder:
 
 def _load(spec: EmbedderSpec | Embedder) -> Embedder:
     return spec.load() if isinstance(spec, EmbedderSpec) else spec
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(path: str) -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def _token_starts(spec: EmbedderSpec | Embedder) -> TokenStarts:
+    """The tokenizer prepare chunks with, loaded without torch for the bundled model.
+
+    The bundled model's ``tokenizer.json`` is the tokenizer its embedder uses (the same JSON;
+    ``tests/test_ray.py`` checks the offsets agree), so prepare workers read that file in 60 ms
+    instead of loading torch and the model (4-16 s here). Any other model is loaded whole.
+    """
+    if isinstance(spec, EmbedderSpec) and spec.model is None:
+        path = _load(spec).path / "tokenizer.json"  # type: ignore[attr-defined]
+        if path.is_file():
+            tok = _tokenizer(str(path))
+
+            def token_starts(text: str) -> np.ndarray:
+                # as SentenceTransformerEmbedder.token_starts: starts of non-empty tokens
+                enc = tok.encode(text, add_special_tokens=False)
+                return np.fromiter((a for a, b in enc.offsets if b > a), dtype=np.int64)
+
+            return token_starts
+    return _load(spec).token_starts
 
 
 def _check_node(spec: EmbedderSpec | Embedder) -> str:
@@ -154,7 +186,7 @@ def _prepare_batch(
     batch: dict[str, np.ndarray], config: PrepareConfig, spec: EmbedderSpec | Embedder
 ) -> dict[str, list[Any]]:
     """Ray task: prepare a batch of files (a pure function of their bytes and settings)."""
-    token_starts = _load(spec).token_starts
+    token_starts = _token_starts(spec)
     out: list[dict[str, Any]] = []
     with IsolatedParser(config.parse_timeout) as parser:
         for i, doc_id in enumerate(batch["id"]):
@@ -224,15 +256,23 @@ class RayMapper:
         Raises:
             BuildError: Ray is not installed, or the address cannot be reached.
         """
+        # Ray Data re-reads its log level from here whenever it configures logging: without it,
+        # each dataset prints INFO lines into the CLI's output.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+        address = None if self.address == "auto" else self.address
+        joining = address or os.environ.get("RAY_ADDRESS")
+        if not joining or _is_loopback(joining):
+            # Ray rewrites 127.0.0.1 to the machine's outward address and listens on every
+            # interface unless this is 0: a local instance, or a loopback cluster, stays local.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
         except ImportError as exc:
             raise BuildError("Ray is not installed: pip install 'qa[ray]' (or ray[data])") from exc
         if ray.is_initialized():
             return self._describe()
-        address = None if self.address == "auto" else self.address
-        if address is not None or os.environ.get("RAY_ADDRESS"):  # auto joins RAY_ADDRESS when set
-            _reachable(address or os.environ["RAY_ADDRESS"])
+        if joining:  # auto joins RAY_ADDRESS when it is set
+            _reachable(joining)
         try:
             ray.init(
                 address=address,
@@ -244,7 +284,7 @@ class RayMapper:
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all one line
             raise BuildError(f"cannot start or join Ray at {self.address}: {_first_line(exc)}") from exc
         self._started = True
-        logging.getLogger("ray.data").setLevel(logging.ERROR)  # no per-dataset INFO lines
+        logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
@@ -410,6 +450,16 @@ def _map_batches(ds: Any, fn: Any, **kwargs: Any) -> Any:
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:

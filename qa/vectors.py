@@ -47,7 +47,9 @@ FLAT_MAX = 200_000
 IVFPQ_MIN = 2_000_000
 # Searched lists per question: recall@10 >= 0.95 at 1M with nlist 1024 needs 16 (0.97).
 NPROBE_MIN = 16
-# IVF-PQ: candidates taken from the PQ ranking per result wanted, then re-scored exactly.
+# IVF-PQ: dimensions per sub-quantizer (384 / 8 = 48 bytes per vector), and candidates
+# taken from the PQ ranking per result wanted, then re-scored exactly.
+PQ_DIMS = 8
 REFINE = 4
 # k-means samples at most this many vectors per list (FAISS warns below 39, caps at 256).
 TRAIN_PER_LIST = 64
@@ -99,7 +101,7 @@ def choose(n: int, dim: int, requested: str = "auto") -> DenseParams:
     IVF-PQ above) or a type to force. IVF uses about sqrt(n) lists (a power of two, at least
     39 training vectors each so k-means is sound) and searches ``NPROBE_MIN`` of them, or all
     when there are fewer. IVF-PQ codes each vector in ``dim / 8`` bytes (8 dimensions per
-    sub-quantizer, 8 bits: 48 bytes for MiniLM's 384), with fewer bits on tiny collections.
+    sub-quantizer (``PQ_DIMS``), 8 bits each), with fewer bits on tiny collections.
 
     Raises:
         ConfigError: ``requested`` is not one of ``CHOICES``.
@@ -115,7 +117,7 @@ def choose(n: int, dim: int, requested: str = "auto") -> DenseParams:
     nprobe = min(nlist, NPROBE_MIN)
     if kind == "ivf":
         return DenseParams("ivf", nlist, nprobe)
-    pq_m: int = next(m for m in range(max(1, dim // 8), 0, -1) if dim % m == 0)
+    pq_m: int = next(m for m in range(max(1, dim // PQ_DIMS), 0, -1) if dim % m == 0)
     pq_bits = max(1, min(8, int(math.log2(max(2, n // 39)))))
     return DenseParams("ivfpq", nlist, nprobe, pq_m, pq_bits, REFINE)
 
