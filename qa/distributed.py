@@ -282,7 +282,7 @@ class RayMapper:
                 configure_logging=False,
             )
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all one line
-            raise BuildError(f"cannot start or join Ray at {self.address}: {_first_line(exc)}") from exc
+            raise BuildError(f"cannot start or join Ray at {self.address}: {_why(exc)}") from exc
         self._started = True
         logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])
         ctx = ray.data.DataContext.get_current()
@@ -445,6 +445,19 @@ def _map_batches(ds: Any, fn: Any, **kwargs: Any) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         return ds.map_batches(fn, **kwargs)
+
+
+def _why(exc: BaseException) -> str:
+    """The reason a connection failed; Ray buries a refused token in the exception chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "InvalidAuthToken" in str(seen) or type(seen).__name__ == "AuthenticationError":
+            return (
+                "the cluster refused this client's authentication token: set RAY_AUTH_MODE=token and "
+                "RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the cluster's token"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

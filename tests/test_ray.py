@@ -9,19 +9,14 @@ still serving; a cluster without the model package is refused in one line.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +25,8 @@ import pytest
 import qa
 from qa import store
 from qa.errors import BuildError
-from tests.conftest import DEFAULT_CORPUS, ROOT
+from tests.conftest import DEFAULT_CORPUS
+from tests.helpers.ray_cluster import Cluster, start_cluster
 from tests.test_documents import make_docx, make_pdf
 
 pytestmark = [pytest.mark.ray, pytest.mark.model]
@@ -39,80 +35,6 @@ QUESTIONS = [
     "Where do walruses haul out?",
     "Which river fish is mentioned?",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Cluster:
-    address: str
-    token: str
-    sessions: list[int]  # session ids of the `ray start` process trees
-    temp: Path
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL, every process of the sessions this fixture started."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            pids = [p for p in _pids_in_sessions(self.sessions) if p != os.getpid()]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + 10
-            while _pids_in_sessions(self.sessions) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        shutil.rmtree(self.temp, ignore_errors=True)
-
-
-def _pids_in_sessions(sessions: list[int]) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) in sessions:
-                    out.append(int(entry.name))
-            except (ProcessLookupError, PermissionError):
-                continue
-    return out
-
-
-def _start(args: list[str], env: dict[str, str], sessions: list[int]) -> None:
-    """Run one `ray start` in a new session (its daemons stay in it) and wait for it."""
-    proc = subprocess.Popen(
-        args, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    sessions.append(proc.pid)
-    out, _ = proc.communicate(timeout=180)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:4])} failed:\n{out[-3000:]}")
-
-
-def start_cluster(nodes: int, extra_env: dict[str, str] | None = None) -> Cluster:
-    """A head (+ nodes - 1 workers), 1 CPU each, on 127.0.0.1 only, with a fresh auth token."""
-    temp = Path(tempfile.mkdtemp(prefix="qa-ray-", dir="/tmp"))  # short: Ray's socket paths
-    token = secrets.token_hex(32)
-    port = _free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "RAY_USAGE_STATS_ENABLED": "0",
-           **(extra_env or {})}  # fmt: skip
-    env.pop("RAY_ADDRESS", None)
-    common = ["--num-cpus", "1", "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
-    cluster = Cluster(f"127.0.0.1:{port}", token, [], temp)
-    try:
-        # 0: Ray keeps 127.0.0.1 as it is and listens on loopback only (see qa.distributed)
-        _start([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--port", str(port),
-                "--include-dashboard", "false", "--temp-dir", str(temp), *common],
-               {**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}, cluster.sessions)  # fmt: skip
-        for _ in range(nodes - 1):
-            _start([sys.executable, "-m", "tests.helpers.ray_node", "start", "--address", cluster.address,
-                    *common], env, cluster.sessions)  # fmt: skip
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +139,8 @@ def test_incremental_build_sends_only_changed_files(ray_env: Cluster, tmp_path: 
         mapper.prepare = recording  # type: ignore[method-assign]
         (corpus / "walrus.md").write_text((corpus / "walrus.md").read_text() + "\nA pup weighs 50 kg.\n")
         again = qa.build_index(settings=settings, mapper=mapper)
-    assert sent == ["walrus.md"]
+    # only the edited file, and the two that failed (failures are retried each build, as locally)
+    assert sent == ["broken.pdf", "empty.txt", "walrus.md"]
     assert again.changed == ["walrus.md"] and 1 <= again.chunks_embedded < again.chunks
     local = qa.build_index(settings=settings, index=tmp_path / "local")
     _compare(tmp_path / "local", tmp_path / "ray", settings)
@@ -325,3 +248,16 @@ def test_cli_builds_on_the_cluster(ray_env: Cluster, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on ray (2 nodes, 2 CPUs)" in result.stdout and "1 added" in result.stdout
+
+
+def test_wrong_token_is_one_line(ray_env: Cluster, tmp_path: Path) -> None:
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}
+    result = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "index", "--corpus", str(DEFAULT_CORPUS),
+         "--index", str(tmp_path / "i"), "--ray", ray_env.address],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot start or join Ray at {ray_env.address}: the cluster refused")
+    assert not store.generation_names(tmp_path / "i")
