@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     dense_index: Literal["auto", "flat", "ivf", "ivfpq"] = Field(
         "auto",
         description="Dense search structure (QA_DENSE_INDEX): exact `flat`, `ivf` (IVF-Flat) or "
-        "`ivfpq` (IVF-PQ, vectors re-scored exactly); `auto` picks by chunk count: flat up to 200k, "
+        "`ivfpq` (IVF-PQ, vectors re-scored exactly); `auto` picks by chunk count: flat up to 150k, "
         "IVF up to 2M, IVF-PQ above (measured: benchmarks/scale.py, README 'Scale').",
     )
     keep_generations: int = Field(

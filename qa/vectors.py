@@ -38,17 +38,19 @@ from qa.errors import ConfigError, IndexCorruptError
 TYPES = ("flat", "ivf", "ivfpq")
 CHOICES = ("auto", *TYPES)
 FILE = "dense.faiss"
-# Thresholds of QA_DENSE_INDEX=auto, from benchmarks/scale.py on this machine (one thread):
-# exact search is kept while it costs at most ~10 ms per question (200k x 384: p95 10.9 ms);
-# above it IVF answers in ~1-3 ms at recall@10 >= 0.97. IVF-Flat keeps every vector twice
-# (vectors.npy and its lists: 3 GB at 1M); past 2M chunks IVF-PQ holds the index in ~64 bytes
-# per chunk instead of 1.5 kB, at recall@10 >= 0.9 after exact re-scoring.
-FLAT_MAX = 200_000
+# Thresholds of QA_DENSE_INDEX=auto, from benchmarks/scale.py (results/scale.json; CPU time of
+# one thread, x 384 dimensions): exact search costs 0.15 ms per 1,000 vectors (p95 16.7 ms at
+# 100k, 30.7 at 200k), so it is kept while it takes at most half of ask()'s 50 ms budget:
+# up to 150k. IVF answers 1M in 4.3 ms at recall@10 0.976 (nprobe 16). IVF-Flat stores every
+# vector a second time in its lists (1.5 kB each: 1.5 GB at 1M); past 2M chunks IVF-PQ keeps
+# 56 bytes per chunk (48 of code, 8 of id) and still ranks exactly (see REFINE).
+FLAT_MAX = 150_000
 IVFPQ_MIN = 2_000_000
-# Searched lists per question: recall@10 >= 0.95 at 1M with nlist 1024 needs 16 (0.97).
+# Searched lists per question: at 1M with nlist 1024, nprobe 8 gives recall@10 0.956, 16 gives 0.976.
 NPROBE_MIN = 16
 # IVF-PQ: dimensions per sub-quantizer (384 / 8 = 48 bytes per vector), and candidates
-# taken from the PQ ranking per result wanted, then re-scored exactly.
+# taken from the PQ ranking per result wanted, then re-scored exactly from vectors.npy: at 1M,
+# qa's 100 candidates (400 PQ candidates) hold 0.969 of the exact top 10 (nprobe 16).
 PQ_DIMS = 8
 REFINE = 4
 # k-means samples at most this many vectors per list (FAISS warns below 39, caps at 256).
