@@ -43,15 +43,16 @@ FILE = "dense.faiss"
 # 100k, 30.7 at 200k), so it is kept while it takes at most half of ask()'s 50 ms budget:
 # up to 150k. IVF answers 1M in 4.3 ms at recall@10 0.976 (nprobe 16). IVF-Flat stores every
 # vector a second time in its lists (1.5 kB each: 1.5 GB at 1M); past 2M chunks IVF-PQ keeps
-# 56 bytes per chunk (48 of code, 8 of id) and still ranks exactly (see REFINE).
+# 104 bytes per chunk (96 of code, 8 of id) and still ranks exactly (see REFINE).
 FLAT_MAX = 150_000
 IVFPQ_MIN = 2_000_000
 # Searched lists per question: at 1M with nlist 1024, nprobe 8 gives recall@10 0.956, 16 gives 0.976.
 NPROBE_MIN = 16
-# IVF-PQ: dimensions per sub-quantizer (384 / 8 = 48 bytes per vector), and candidates
-# taken from the PQ ranking per result wanted, then re-scored exactly from vectors.npy: at 1M,
-# qa's 100 candidates (400 PQ candidates) hold 0.969 of the exact top 10 (nprobe 16).
-PQ_DIMS = 8
+# IVF-PQ: dimensions per sub-quantizer (384 / 4 = 96 bytes per vector), and candidates taken
+# from the PQ ranking per result wanted, then re-scored exactly from vectors.npy. At 1M,
+# nprobe 16: 96-byte codes keep recall@10 0.945 (48-byte codes: 0.779), and qa's 100
+# candidates (400 from PQ) hold 0.976 of the exact top 10 (48 bytes: 0.969).
+PQ_DIMS = 4
 REFINE = 4
 # k-means samples at most this many vectors per list (FAISS warns below 39, caps at 256).
 TRAIN_PER_LIST = 64
@@ -102,8 +103,8 @@ def choose(n: int, dim: int, requested: str = "auto") -> DenseParams:
     ``requested`` is ``auto`` (by size: flat up to ``FLAT_MAX``, IVF up to ``IVFPQ_MIN``,
     IVF-PQ above) or a type to force. IVF uses about sqrt(n) lists (a power of two, at least
     39 training vectors each so k-means is sound) and searches ``NPROBE_MIN`` of them, or all
-    when there are fewer. IVF-PQ codes each vector in ``dim / 8`` bytes (8 dimensions per
-    sub-quantizer (``PQ_DIMS``), 8 bits each), with fewer bits on tiny collections.
+    when there are fewer. IVF-PQ codes each vector in ``dim / PQ_DIMS`` bytes (one 8-bit code
+    per ``PQ_DIMS`` dimensions), with fewer bits on tiny collections.
 
     Raises:
         ConfigError: ``requested`` is not one of ``CHOICES``.
