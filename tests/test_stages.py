@@ -171,3 +171,16 @@ def test_format2_index_opens_and_is_upgraded_without_re_embedding(tmp_path: Path
     assert new.manifest["format_version"] == store.FORMAT_VERSION
     assert np.allclose(np.asarray(new.generation.vectors), np.asarray(old.generation.vectors))
     assert new.ask("What do walruses haul out onto?").quotes[0].text == answer.quotes[0].text
+
+
+def test_local_embed_stage(fake: FakeEmbedder) -> None:
+    items = [
+        building.EmbedItem(b"k" * 16, "Walruses haul out on ice. They eat clams.", ((0, 25), (26, 41))),
+        building.EmbedItem(b"j" * 16, "Trout live in rivers.", ((0, 21),)),
+    ]
+    calls: list[tuple[int, int]] = []
+    [(keys, vecs, units)] = list(building.LocalMapper().embed(items, fake, lambda d, n: calls.append((d, n))))
+    expected, expected_units = FakeEmbedder().encode_chunks([i.text for i in items], [i.units for i in items])
+    assert keys == [i.key for i in items] and np.array_equal(vecs, expected)
+    assert all(np.array_equal(a, b) for a, b in zip(units, expected_units, strict=True))
+    assert [u.shape[0] for u in units] == [2, 1] and calls[-1] == (2, 2)
