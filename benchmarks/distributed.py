@@ -154,7 +154,10 @@ def main() -> None:
                 if cluster is not None:
                     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.token)
                 address = cluster.address if cluster is not None else ""
-                runs.append(run(config, corpus, args.work / config, address, env))
+                try:
+                    runs.append(run(config, corpus, args.work / config, address, env))
+                except RuntimeError as exc:  # recorded; the other configurations still run
+                    runs.append({"config": config, "error": str(exc)[-1000:]})
     finally:
         for c in (one, two):
             if c is not None:
@@ -164,9 +167,12 @@ def main() -> None:
     _, qs = load_squad(common.SQUAD)
     questions = [q.question for q in qs[:: max(1, len(qs) // args.questions)]][: args.questions]
     summary: dict[str, Any] = {}
-    local_cps = statistics.median(r["chunks_per_s"] for r in runs if r["config"] == "local")
+    done = [r for r in runs if "error" not in r]
+    local_cps = statistics.median(r["chunks_per_s"] for r in done if r["config"] == "local")
     for config in configs:
-        mine = [r for r in runs if r["config"] == config]
+        mine = [r for r in done if r["config"] == config]
+        if not mine:
+            continue
         cps = statistics.median(r["chunks_per_s"] for r in mine)
         summary[config] = {"chunks_per_s_median": cps, "vs_local": round(cps / local_cps, 3),
                            "build_s_median": statistics.median(r["build_s"] for r in mine)}  # fmt: skip

@@ -259,11 +259,16 @@ class RayMapper:
         # Ray Data re-reads its log level from here whenever it configures logging: without it,
         # each dataset prints INFO lines into the CLI's output.
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
-        address = None if self.address == "auto" else self.address
-        joining = address or os.environ.get("RAY_ADDRESS")
+        # auto: RAY_ADDRESS when set, else a new local instance ("local": plain ray.init() would
+        # join whatever /tmp/ray/ray_current_cluster names, even a cluster that died long ago)
+        address = (os.environ.get("RAY_ADDRESS") or "local") if self.address == "auto" else self.address
+        joining = None if address == "local" else address
+        if joining:
+            _reachable(joining)  # before Ray is imported: a bad address fails in a second
         if not joining or _is_loopback(joining):
             # Ray rewrites 127.0.0.1 to the machine's outward address and listens on every
             # interface unless this is 0: a local instance, or a loopback cluster, stays local.
+            # Ray reads it once, when first imported in the process.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         try:
             import ray
@@ -271,8 +276,6 @@ class RayMapper:
             raise BuildError("Ray is not installed: pip install 'qa[ray]' (or ray[data])") from exc
         if ray.is_initialized():
             return self._describe()
-        if joining:  # auto joins RAY_ADDRESS when it is set
-            _reachable(joining)
         try:
             ray.init(
                 address=address,

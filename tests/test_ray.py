@@ -26,10 +26,16 @@ import qa
 from qa import store
 from qa.errors import BuildError
 from tests.conftest import DEFAULT_CORPUS
-from tests.helpers.ray_cluster import Cluster, start_cluster
+from tests.helpers.ray_cluster import TOKEN, Cluster, start_cluster
 from tests.test_documents import make_docx, make_pdf
 
 pytestmark = [pytest.mark.ray, pytest.mark.model]
+# Ray reads these once per process, when it is first imported, which may be in another test
+# module: set them while collecting, before any test runs. The clusters of this process all
+# use TOKEN; 0 keeps a driver's 127.0.0.1 on the loopback interface (see qa.distributed).
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN"] = TOKEN
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 QUESTIONS = [
     "Who is OpenAI partnering with to manufacture AI hardware?",
     "Where do walruses haul out?",
