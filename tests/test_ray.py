@@ -154,6 +154,8 @@ def test_incremental_build_sends_only_changed_files(ray_env: Cluster, tmp_path: 
 
 
 def _embed_actor_pids() -> list[int]:
+    """Embedding actors busy with a batch: Ray titles them ``ray::MapWorker(MapBatches(
+    _EmbedActor)).submit`` then (``.__init__`` while they load the model)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -161,7 +163,7 @@ def _embed_actor_pids() -> list[int]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if b"_EmbedActor" in title:
+            if b"_EmbedActor" in title and b".submit" in title:
                 pids.append(int(entry.name))
     return pids
 
@@ -172,7 +174,7 @@ def _kill_first_embed_actor(stop: threading.Event, killed: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("retries", [3, 0])
@@ -183,7 +185,10 @@ def test_worker_killed_mid_build(ray_env: Cluster, tmp_path: Path, retries: int)
     shutil.copytree(DEFAULT_CORPUS, corpus)
     settings = _settings(corpus, tmp_path / "ray")
     first = qa.build_index(settings=settings).generation  # the live generation
-    (corpus / "walrus.txt").write_text("Walruses use their tusks to haul out onto sea ice. " * 20)
+    # ~20 chunks: the batch takes seconds, so the actor is killed while it embeds
+    (corpus / "walrus.txt").write_text(
+        " ".join(f"Walrus number {i} uses its tusks to haul out onto sea ice." for i in range(300))
+    )
     stop, killed = threading.Event(), []  # type: ignore[var-annotated]
     killer = threading.Thread(target=_kill_first_embed_actor, args=(stop, killed), daemon=True)
     killer.start()
