@@ -2,10 +2,12 @@
 
     plan      list the corpus, hash every file, compare with the live generation: unchanged
               documents keep their text, chunks and vectors; the rest become prepare tasks
+              (``qa.planning``)
     prepare   per file to redo: read, parse, chunk, key (``qa.preparing.prepare``, pure)
     embed     vectors for the chunk keys no generation holds yet, in batches
     assemble  rows, keys, sentence units, vectors, BM25 and the dense index (``qa.vectors``)
     commit    write the generation, verify it, swap CURRENT, prune old generations
+              (both in ``qa.assembling``)
 
 A mapper runs prepare and embed: ``LocalMapper`` in this process (the default), or
 ``qa.distributed.RayMapper`` on a Ray cluster. The driver alone plans, assembles and commits,
@@ -20,8 +22,6 @@ chunks are embedded.
 from __future__ import annotations
 
 import logging
-import shutil
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,15 +33,31 @@ import numpy as np
 
 from qa import __version__, store
 from qa import vectors as dense_vectors
-from qa.documents import Document, Skipped, SourceFile, discover, file_hash, read_source
+from qa.assembling import Assembled, assemble, commit
+from qa.documents import Document, Skipped, discover
 from qa.embedding import Embedder, get_embedder
-from qa.errors import BuildError, DocumentError, IndexNotFoundError, QAError
+from qa.errors import BuildError
 from qa.parsing import PARSER_VERSION, IsolatedParser
+from qa.planning import Plan, Previous, load_previous, plan
 from qa.preparing import Chunk, PrepareConfig, Prepared, PrepareTask, chunk_key, prepare
-from qa.retrieval import BM25_PARAMS, build_bm25
+from qa.retrieval import BM25_PARAMS
 from qa.settings import Settings
 
-__all__ = ["BuildReport", "LocalMapper", "Mapper", "build_embedder", "build_index", "chunk_key"]
+__all__ = [
+    "Assembled",
+    "BuildReport",
+    "LocalMapper",
+    "Mapper",
+    "Plan",
+    "Previous",
+    "assemble",
+    "build_embedder",
+    "build_index",
+    "chunk_key",
+    "commit",
+    "load_previous",
+    "plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -127,207 +143,6 @@ class LocalMapper:
     ) -> Iterator[Embedded]:
         vecs, units = embedder.encode_chunks([i.text for i in items], [i.units for i in items], progress)
         yield [i.key for i in items], vecs, units
-
-
-# ------------------------------------------------------------------------------------------ plan
-
-
-@dataclass
-class Previous:
-    """What the live generation offers: reusable documents, and vector rows by chunk key."""
-
-    gen: store.Generation | None = None
-    docs: dict[str, tuple[Document, list[Chunk]]] = field(default_factory=dict)
-    hashes: dict[str, str] = field(default_factory=dict)
-    rows: dict[bytes, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-    def close(self) -> None:
-        if self.gen is not None:
-            self.gen.close()
-
-
-def load_previous(root: Path, fingerprint: str, chunking: dict[str, Any], full: bool) -> Previous:
-    """The live generation's reusable work (nothing for ``full`` or an unusable index)."""
-    if full:
-        return Previous()
-    try:
-        gen, warnings = store.open_live(root, fingerprint)
-    except IndexNotFoundError:
-        return Previous()
-    except QAError as exc:  # corrupt or another model: build from scratch
-        return Previous(warnings=[f"previous index not reused: {exc}"])
-    prev = Previous(gen, hashes={info.id: info.hash for info in gen.documents}, warnings=warnings)
-    prev.rows = {key.tobytes(): row for row, key in enumerate(gen.chunk_keys)}
-    if gen.manifest["format_version"] != store.FORMAT_VERSION:
-        prev.warnings.append(
-            f"index format {gen.manifest['format_version']} upgraded to {store.FORMAT_VERSION} "
-            "(stored vectors reused)"
-        )
-    if gen.manifest.get("chunking") != chunking:
-        # Parser or chunking changed: every document is parsed and chunked again, but a
-        # chunk whose text and sentences come out the same still reuses its vectors.
-        prev.warnings.append("parser or chunking settings changed: every document is re-parsed")
-        return prev
-    per_doc: dict[int, list[Chunk]] = {}
-    for row, (doc_row, start, end) in enumerate(gen.chunks.tolist()):
-        spans = gen.units[int(gen.unit_ptr[row]) : int(gen.unit_ptr[row + 1])]
-        per_doc.setdefault(doc_row, []).append(Chunk(start, end, tuple(map(tuple, spans.tolist()))))
-    prev.docs = {info.id: (gen.document(info.row), per_doc.get(info.row, [])) for info in gen.documents}
-    return prev
-
-
-@dataclass
-class Plan:
-    """The plan stage's result: per corpus file, reuse it, prepare it, or skip it."""
-
-    order: list[str]  # readable files, corpus order
-    reused: dict[str, tuple[Document, list[Chunk]]]
-    tasks: list[PrepareTask]
-    skipped: list[Skipped]
-    files: int  # files found (the "parsing" progress total)
-    done: int  # files settled by the plan: reused, or unreadable
-
-
-def plan(
-    sources: list[SourceFile], skipped: list[Skipped], previous: Previous, progress: BuildProgress
-) -> Plan:
-    """Hash every file found; unchanged documents (same id and hash) are reused as they are."""
-    result = Plan([], {}, [], skipped, len(sources), 0)
-    progress("parsing", 0, len(sources))
-    for src in sources:
-        try:
-            digest = file_hash(read_source(src))
-        except DocumentError as exc:
-            skipped.append(Skipped(src.id, str(exc)))
-            result.done += 1
-            continue
-        result.order.append(src.id)
-        old = previous.docs.get(src.id)
-        if old is not None and old[0].hash == digest:
-            result.reused[src.id] = old
-            result.done += 1
-            progress("parsing", result.done, len(sources))
-        else:
-            result.tasks.append(PrepareTask(src.id, str(src.path), src.size))
-    return result
-
-
-# ------------------------------------------------------------------------------ assemble, commit
-
-
-@dataclass
-class Assembled:
-    """Everything a generation holds, ready to write."""
-
-    documents: list[Document]
-    chunks: np.ndarray
-    keys: np.ndarray
-    unit_ptr: np.ndarray
-    units: np.ndarray
-    unit_vectors: np.ndarray
-    vectors: np.ndarray
-    texts: list[str]
-    dense: Any
-    dense_params: dense_vectors.DenseParams
-
-
-def assemble(
-    docs: list[tuple[Document, list[Chunk], list[bytes]]],
-    fresh: dict[bytes, tuple[np.ndarray, np.ndarray]],
-    previous: Previous,
-    dim: int,
-    dense_type: str,
-    threads: int,
-) -> Assembled:
-    """Rows in corpus order, each chunk's vectors from ``fresh`` or the previous generation."""
-    n = sum(len(c) for _, c, _ in docs)
-    rows = np.zeros((n, 3), np.int64)
-    matrix = np.zeros((n, dim), np.float32)
-    unit_ptr = np.zeros(n + 1, np.int64)
-    spans: list[tuple[int, int]] = []
-    unit_parts: list[np.ndarray] = []
-    keys: list[bytes] = []
-    texts: list[str] = []
-    gen = previous.gen
-    i = 0
-    for doc_row, (doc, chunks, chunk_keys) in enumerate(docs):
-        for c, key in zip(chunks, chunk_keys, strict=True):
-            rows[i] = (doc_row, c.start, c.end)
-            texts.append(doc.text[c.start : c.end])
-            keys.append(key)
-            spans.extend(c.units)
-            unit_ptr[i + 1] = len(spans)
-            if key in fresh:
-                matrix[i], units = fresh[key]
-            else:
-                assert gen is not None, "a reused vector needs the previous generation"
-                row = previous.rows[key]
-                matrix[i] = gen.vectors[row]
-                units = gen.unit_vectors[int(gen.unit_ptr[row]) : int(gen.unit_ptr[row + 1])]
-            unit_parts.append(np.asarray(units, np.float16))
-            i += 1
-    params = dense_vectors.choose(n, dim, dense_type)
-    index, params = dense_vectors.build(matrix, params, threads)
-    return Assembled(
-        [d for d, _, _ in docs],
-        rows,
-        np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16),
-        unit_ptr,
-        np.asarray(spans, np.int64).reshape(-1, 2),
-        np.vstack(unit_parts) if unit_parts else np.zeros((0, dim), np.float16),
-        matrix,
-        texts,
-        index,
-        params,
-    )
-
-
-def commit(root: Path, built: Assembled, manifest: dict[str, Any], fingerprint: str, keep: int) -> str:
-    """Write, verify and swap in a generation; return its name.
-
-    Raises:
-        BuildError: writing or verifying failed; nothing was swapped, the previous generation
-            keeps serving.
-    """
-    try:
-        name = store.write_generation(
-            root,
-            built.documents,
-            built.chunks,
-            built.keys,
-            built.unit_ptr,
-            built.units,
-            built.unit_vectors,
-            built.vectors,
-            build_bm25(built.texts),
-            manifest,
-            built.dense,
-        )
-    except (OSError, sqlite3.Error, RuntimeError) as exc:  # faiss raises RuntimeError on I/O
-        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
-        if "space" not in reason.lower() and shutil.disk_usage(root).free < 2**20:
-            reason = f"no space left on device: {reason}"
-        store.clean_leftovers(root)
-        raise BuildError(
-            f"writing the index to {root} failed ({reason}); the previous index is still live"
-        ) from exc
-    try:
-        store.verify(root / name, fingerprint)
-    except QAError as exc:  # never swap in what cannot be read back
-        shutil.rmtree(root / name, ignore_errors=True)
-        raise BuildError(
-            f"the new generation failed verification ({exc}); the previous index is still live"
-        ) from exc
-    try:
-        store.set_live(root, name)
-    except OSError as exc:
-        store.clean_leftovers(root)
-        raise BuildError(
-            f"swapping in the new index at {root} failed ({exc.strerror}); the previous index is still live"
-        ) from exc
-    store.prune(root, keep)
-    return name
 
 
 # ------------------------------------------------------------------------------------ the build
