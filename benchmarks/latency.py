@@ -106,7 +106,7 @@ def scaled_index(base: Path, target: Path, chunks_wanted: int, seed: int = 0) ->
     nrng = np.random.default_rng(seed)
     vocab = _vocabulary()
     base_docs = [gen.document(i.row) for i in gen.documents]
-    base_vecs = gen.index.reconstruct_n(0, gen.index.ntotal)
+    base_vecs = np.asarray(gen.vectors, np.float32)
     d = base_vecs.shape[1]
     per_doc: dict[int, list[int]] = {}
     for row, (doc_row, _, _) in enumerate(gen.chunks.tolist()):
@@ -291,7 +291,7 @@ def worker_faiss(base: Path, n: int, threads_list: list[int], n_queries: int, hn
 
     gen, _ = store.open_live(base, None)
     centers = np.vstack(
-        [gen.index.reconstruct_n(0, gen.index.ntotal), np.asarray(gen.unit_vectors, np.float32)]
+        [np.asarray(gen.vectors, np.float32), np.asarray(gen.unit_vectors, np.float32)]
     )
     gen.close()
     d = centers.shape[1]

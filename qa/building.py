@@ -1,9 +1,18 @@
-"""Building: corpus folder -> a new index generation, reusing what did not change.
+"""Building: corpus folder -> a new index generation, in five stages, reusing what did not change.
 
-Steps: discover files -> hash bytes -> reuse unchanged documents (same id and content hash)
-from the live generation, parse the rest -> chunk -> embed only chunks whose text has no
-stored vector (keyed by a hash of the text) -> BM25 over all chunks -> write a generation ->
-swap CURRENT. The live generation serves throughout; a failed build changes nothing.
+    plan      list the corpus, hash every file, compare with the live generation: unchanged
+              documents keep their text, chunks and vectors; the rest become prepare tasks
+              (``qa.planning``)
+    prepare   per file to redo: read, parse, chunk, key (``qa.preparing.prepare``, pure)
+    embed     vectors for the chunk keys no generation holds yet, in batches
+    assemble  rows, keys, sentence units, vectors, BM25 and the dense index (``qa.vectors``)
+    commit    write the generation, verify it, swap CURRENT, prune old generations
+              (both in ``qa.assembling``)
+
+A mapper runs prepare and embed: ``LocalMapper`` in this process (the default), or
+``qa.distributed.RayMapper`` on a Ray cluster. The driver alone plans, assembles and commits,
+so the guarantees are the same either way: the live generation serves throughout, and a
+failed build (a dead worker, a full disk) changes nothing.
 
 Example: 100 documents, one edited. 99 keep their chunks as they are; the edited one is
 re-chunked, and of its 12 chunks the 10 whose text is unchanged reuse their vectors, so 2
@@ -12,26 +21,43 @@ chunks are embedded.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
-import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from qa import __version__, chunking, store
-from qa.documents import Document, Skipped, discover, file_hash, parse_document, read_source
+from qa import __version__, store
+from qa import vectors as dense_vectors
+from qa.assembling import Assembled, assemble, commit
+from qa.documents import Document, Skipped, discover
 from qa.embedding import Embedder, get_embedder
-from qa.errors import BuildError, DocumentError, IndexNotFoundError, QAError
+from qa.errors import BuildError
 from qa.parsing import PARSER_VERSION, IsolatedParser
-from qa.retrieval import BM25_PARAMS, build_bm25
+from qa.planning import Plan, Previous, load_previous, plan
+from qa.preparing import Chunk, PrepareConfig, Prepared, PrepareTask, chunk_key, prepare
+from qa.retrieval import BM25_PARAMS
 from qa.settings import Settings
+
+__all__ = [
+    "Assembled",
+    "BuildReport",
+    "LocalMapper",
+    "Mapper",
+    "Plan",
+    "Previous",
+    "assemble",
+    "build_embedder",
+    "build_index",
+    "chunk_key",
+    "commit",
+    "load_previous",
+    "plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +82,8 @@ class BuildReport:
     chunks_reused: int
     seconds: dict[str, float] = field(default_factory=dict)
     full: bool = False
+    engine: str = "local"
+    dense: str = "flat"
 
     def summary(self) -> str:
         """A few human lines (the CLI and UI show this)."""
@@ -63,7 +91,8 @@ class BuildReport:
             f"generation {self.generation}: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed",
-            f"chunks: {self.chunks} total, {self.chunks_embedded} embedded, {self.chunks_reused} reused",
+            f"chunks: {self.chunks} total, {self.chunks_embedded} embedded, {self.chunks_reused} reused"
+            f" (on {self.engine}; dense index {self.dense})",
             "time: " + ", ".join(f"{k} {v:.2f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"  failed {s.id}: {s.reason}" for s in self.failed]
@@ -71,80 +100,53 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def chunk_key(text: str, units: list[tuple[int, int]]) -> bytes:
-    """16-byte key of a chunk's text and its units (relative offsets): equal keys share vectors."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
-    digest.update(repr(units).encode())
-    return digest.digest()
-
-
 @dataclass(frozen=True)
-class _Chunk:
-    """A chunk of one document: its span and its units' spans, in document offsets."""
+class EmbedItem:
+    """A chunk to embed: its key, its text and its sentence units (offsets within the text)."""
 
-    start: int
-    end: int
+    key: bytes
+    text: str
     units: tuple[tuple[int, int], ...]
 
-    def key(self, text: str) -> bytes:
-        return chunk_key(
-            text[self.start : self.end], [(a - self.start, b - self.start) for a, b in self.units]
-        )
+
+# One embedded batch: keys, chunk vectors (k, d) float32, and per chunk its unit vectors (m_i, d).
+Embedded = tuple[list[bytes], np.ndarray, list[np.ndarray]]
 
 
-# id -> (document, its chunks); key -> (chunk vector, unit vectors)
-_Docs = dict[str, tuple[Document, list[_Chunk]]]
-_Vectors = dict[bytes, tuple[np.ndarray, np.ndarray]]
+class Mapper(Protocol):
+    """Runs the prepare and embed stages, here or on a cluster; results may come in any order."""
+
+    name: str
+
+    def prepare(
+        self, tasks: Sequence[PrepareTask], config: PrepareConfig, embedder: Embedder
+    ) -> Iterator[Prepared]: ...
+
+    def embed(
+        self, items: Sequence[EmbedItem], embedder: Embedder, progress: Callable[[int, int], None]
+    ) -> Iterator[Embedded]: ...
 
 
-def _chunks_of(text: str, embedder: Embedder, max_tokens: int, overlap: int) -> list[_Chunk]:
-    chunked = chunking.chunk_text(text, embedder.token_starts(text), max_tokens, overlap)
-    units = chunked.units
-    out, first = [], 0
-    for start, end in chunked.chunks:
-        while units[first][0] < start:
-            first += 1  # units are sorted and disjoint; each chunk starts at a unit
-        k = first
-        while k < len(units) and units[k][1] <= end:
-            k += 1
-        out.append(_Chunk(start, end, tuple(units[first:k])))
-    return out
+class LocalMapper:
+    """Prepare and embed in this process: risky formats parse in an ``IsolatedParser`` child."""
+
+    name = "local"
+
+    def prepare(
+        self, tasks: Sequence[PrepareTask], config: PrepareConfig, embedder: Embedder
+    ) -> Iterator[Prepared]:
+        with IsolatedParser(config.parse_timeout) as parser:
+            for task in tasks:
+                yield prepare(task, config, parser.parse, embedder.token_starts)
+
+    def embed(
+        self, items: Sequence[EmbedItem], embedder: Embedder, progress: Callable[[int, int], None]
+    ) -> Iterator[Embedded]:
+        vecs, units = embedder.encode_chunks([i.text for i in items], [i.units for i in items], progress)
+        yield [i.key for i in items], vecs, units
 
 
-def _load_previous(
-    root: Path, embedder: Embedder, manifest_chunking: dict[str, Any], full: bool
-) -> tuple[_Docs, _Vectors, list[str], dict[str, str]]:
-    """Reusable documents, vectors by chunk key, warnings, and the previous content hashes."""
-    if full:
-        return {}, {}, [], {}
-    try:
-        gen, warnings = store.open_live(root, embedder.fingerprint)
-    except IndexNotFoundError:
-        return {}, {}, [], {}
-    except QAError as exc:  # corrupt or another model: build from scratch
-        return {}, {}, [f"previous index not reused: {exc}"], {}
-    try:
-        import faiss
-
-        n = gen.index.ntotal
-        flat = faiss.downcast_index(gen.index.index)  # type: ignore[attr-defined]  # IDMap2 -> FlatIP
-        vecs = flat.reconstruct_n(0, n) if n else np.zeros((0, gen.index.d), np.float32)
-        per_doc: dict[int, list[_Chunk]] = {}
-        vectors: _Vectors = {}
-        hashes = {info.id: info.hash for info in gen.documents}
-        for row, (doc_row, start, end) in enumerate(gen.chunks.tolist()):
-            spans, unit_vecs = gen.units_in(row)
-            per_doc.setdefault(doc_row, []).append(_Chunk(start, end, tuple(map(tuple, spans.tolist()))))
-            vectors[gen.chunk_keys[row].tobytes()] = (vecs[row], np.asarray(unit_vecs))
-        if gen.manifest.get("chunking") != manifest_chunking:
-            # Parser or chunking changed: every document is parsed and chunked again, but a
-            # chunk whose text and sentences come out the same still reuses its vectors.
-            note = "parser or chunking settings changed: every document is re-parsed"
-            return {}, vectors, [*warnings, note], hashes
-        docs = {info.id: (gen.document(info.row), per_doc.get(info.row, [])) for info in gen.documents}
-        return docs, vectors, warnings, hashes
-    finally:
-        gen.close()
+# ------------------------------------------------------------------------------------ the build
 
 
 def build_embedder(settings: Settings, threads: int | None = None) -> Embedder:
@@ -168,6 +170,7 @@ def build_index(
     full: bool = False,
     embedder: Embedder | None = None,
     progress: BuildProgress | None = None,
+    mapper: Mapper | None = None,
 ) -> BuildReport:
     """Build or update the index of a corpus folder.
 
@@ -178,6 +181,7 @@ def build_index(
         full: re-parse and re-embed everything instead of reusing unchanged work.
         embedder: a model to use instead of ``settings.model`` (tests pass a fake one).
         progress: called as ``progress(stage, done, total)``.
+        mapper: where prepare and embed run (default ``LocalMapper()``; see qa.distributed).
 
     Returns:
         A BuildReport; the new generation is live when this returns.
@@ -185,172 +189,140 @@ def build_index(
     Raises:
         CorpusError: the corpus folder is missing.
         BuildLockedError: another build is running on this index.
-        BuildError: writing the index failed (disk full, read-only...); the previous
-            generation keeps serving.
+        BuildError: writing the index failed (disk full, read-only...) or the cluster failed;
+            the previous generation keeps serving.
+        ConfigError: ``settings.dense_index`` names no index type.
     """
     settings = settings or Settings()
     corpus = corpus or settings.corpus
     root = index or settings.index
     embedder = embedder or build_embedder(settings)
+    mapper = mapper or LocalMapper()
     report = progress or (lambda stage, done, total: None)
-    max_tokens = min(settings.chunk_tokens, embedder.max_tokens)
+    config = PrepareConfig(
+        min(settings.chunk_tokens, embedder.max_tokens), settings.chunk_overlap, settings.parse_timeout
+    )
     chunking_params = {
-        "max_tokens": max_tokens,
-        "overlap_sentences": settings.chunk_overlap,
+        "max_tokens": config.max_tokens,
+        "overlap_sentences": config.overlap,
         "splitter": "blingfire",
         "parser_version": PARSER_VERSION,
     }
+    dense_vectors.choose(0, embedder.dimension, settings.dense_index)  # a bad QA_DENSE_INDEX fails first
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20))
+    notes: list[Skipped] = []
+    if not sources:  # say so: an empty index built without a word looks like a bug
+        what = "has no supported documents" if skipped else "is empty"
+        notes.append(
+            Skipped(
+                "corpus", f"the corpus folder {corpus.resolve()} {what}: add .txt .md .html .pdf .docx files"
+            )
+        )
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BuildError(f"cannot create index folder {root}: {exc.strerror}") from exc
     with store.build_lock(root):
         store.clean_leftovers(root)
-        prev_docs, prev_vectors, warnings, prev_hashes = _load_previous(root, embedder, chunking_params, full)
-        timings["scan"] = time.perf_counter() - t0
-
-        t = time.perf_counter()
-        docs: list[tuple[Document, list[_Chunk]]] = []
-        added: list[str] = []
-        changed: list[str] = []
-        unchanged: list[str] = []
-        notes = [Skipped("index", w) for w in warnings]
-        if not sources:  # say so: an empty index built without a word looks like a bug
-            what = "has no supported documents" if skipped else "is empty"
-            hint = "add .txt .md .html .pdf .docx files"
-            notes.append(Skipped("corpus", f"the corpus folder {corpus.resolve()} {what}: {hint}"))
-        with IsolatedParser(settings.parse_timeout) as parser:
-            for i, src in enumerate(sources):
-                report("parsing", i, len(sources))
-                try:
-                    data = read_source(src)
-                    digest = file_hash(data)
-                    old = prev_docs.get(src.id)
-                    if old is not None and old[0].hash == digest:
-                        docs.append(old)
-                        unchanged.append(src.id)
-                        continue
-                    doc = parse_document(src, data, parser.parse)
-                    if "model" not in timings:  # load the tokenizer/model once, timed on its own
-                        report("loading model", 0, 1)
-                        t_model = time.perf_counter()
-                        embedder.token_starts("")
-                        timings["model"] = time.perf_counter() - t_model
-                        report("parsing", i, len(sources))
-                    chunks = _chunks_of(doc.text, embedder, max_tokens, settings.chunk_overlap)
-                except DocumentError as exc:
-                    skipped.append(Skipped(src.id, str(exc)))
-                    continue
-                except Exception as exc:  # a bug on one document must not stop the build: report it
-                    log.exception("chunking %s failed", src.id)
-                    skipped.append(Skipped(src.id, f"could not be chunked ({type(exc).__name__}: {exc})"))
-                    continue
-                docs.append((doc, chunks))
-                before = prev_hashes.get(src.id)
-                (added if before is None else unchanged if before == digest else changed).append(src.id)
-                if doc.note:
-                    notes.append(Skipped(doc.id, doc.note))
-        report("parsing", len(sources), len(sources))
-        present = {d.id for d, _ in docs}
-        removed = sorted(set(prev_hashes) - present)
-        timings["parse"] = time.perf_counter() - t - timings.get("model", 0.0)
-
-        t = time.perf_counter()
-        rows: list[tuple[int, int, int]] = []
-        texts: list[str] = []
-        keys: list[bytes] = []
-        todo: dict[bytes, tuple[str, list[tuple[int, int]]]] = {}
-        unit_ptr: list[int] = [0]
-        unit_spans: list[tuple[int, int]] = []
-        for row, (doc, chunks) in enumerate(docs):
-            for c in chunks:
-                rows.append((row, c.start, c.end))
-                texts.append(doc.text[c.start : c.end])
-                keys.append(c.key(doc.text))
-                unit_spans.extend(c.units)
-                unit_ptr.append(len(unit_spans))
-                if keys[-1] not in prev_vectors and keys[-1] not in todo:
-                    todo[keys[-1]] = (texts[-1], [(a - c.start, b - c.start) for a, b in c.units])
-        known = dict(prev_vectors)
-        report("embedding", 0, len(todo))
-        if todo:
-            fresh, fresh_units = embedder.encode_chunks(
-                [t_ for t_, _ in todo.values()],
-                [u for _, u in todo.values()],
-                lambda d, n: report("embedding", d, n),
-            )
-            known.update(zip(todo, zip(fresh, fresh_units, strict=True), strict=True))
-        dim = embedder.dimension
-        vectors = np.vstack([known[k][0] for k in keys]) if keys else np.zeros((0, dim), np.float32)
-        unit_vectors = [known[k][1] for k in keys]
-        units = np.asarray(unit_spans, np.int64).reshape(-1, 2)
-        unit_matrix = np.vstack(unit_vectors) if unit_vectors else np.zeros((0, dim), np.float16)
-        report("embedding", len(todo), len(todo))
-        timings["embed"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        report("writing", 0, 1)
-        bm25 = build_bm25(texts)
-        manifest = {
-            "qa_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "model": {
-                "name": embedder.name,
-                "fingerprint": embedder.fingerprint,
-                "dimension": embedder.dimension,
-                "max_tokens": embedder.max_tokens,
-                "precision": embedder.precision,
-            },
-            "chunking": chunking_params,
-            "bm25": {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"},
-            "counts": {
-                "documents": len(docs),
-                "chunks": len(rows),
-                "units": len(units),
-                "skipped": len(skipped),
-            },
-            "documents": [
-                {
-                    "id": d.id,
-                    "hash": d.hash,
-                    "format": d.format,
-                    "size": d.size,
-                    "chunks": len(c),
-                    "note": d.note,
-                }
-                for d, c in docs
-            ],
-            "skipped": [{"id": s.id, "reason": s.reason} for s in skipped],
-        }
+        previous = load_previous(root, embedder.fingerprint, chunking_params, full)
         try:
-            name = store.write_generation(
-                root,
-                [d for d, _ in docs],
-                np.asarray(rows, np.int64).reshape(-1, 3),
-                np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16),
-                np.asarray(unit_ptr, np.int64),
-                units,
-                unit_matrix,
-                vectors,
-                bm25,
-                manifest,
-            )
-            store.set_live(root, name)
-        except (OSError, sqlite3.Error, RuntimeError) as exc:  # faiss raises RuntimeError on I/O
-            reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
-            if "space" not in reason.lower() and shutil.disk_usage(root).free < 2**20:
-                reason = f"no space left on device: {reason}"
-            store.clean_leftovers(root)
-            raise BuildError(
-                f"writing the index to {root} failed ({reason}); the previous index is still live"
-            ) from exc
-        store.prune(root, settings.keep_generations)
-        report("writing", 1, 1)
-        timings["write"] = time.perf_counter() - t
+            todo_plan = plan(sources, skipped, previous, report)
+            timings["scan"] = time.perf_counter() - t0
+            return _build(settings, todo_plan, root, full, embedder, mapper, report, config,
+                          chunking_params, previous, timings, t0, notes)  # fmt: skip
+        finally:
+            previous.close()
+
+
+def _build(
+    settings: Settings,
+    todo_plan: Plan,
+    root: Path,
+    full: bool,
+    embedder: Embedder,
+    mapper: Mapper,
+    report: BuildProgress,
+    config: PrepareConfig,
+    chunking_params: dict[str, Any],
+    previous: Previous,
+    timings: dict[str, float],
+    t0: float,
+    notes: list[Skipped],
+) -> BuildReport:
+    """prepare, embed, assemble, commit (``build_index`` planned and holds the lock)."""
+    skipped = todo_plan.skipped
+    t = time.perf_counter()
+    if todo_plan.tasks and isinstance(mapper, LocalMapper):  # load the tokenizer once, timed on its own
+        report("loading model", 0, 1)  # seconds without progress otherwise
+        embedder.token_starts("")
+        report("loading model", 1, 1)
+        timings["model"] = time.perf_counter() - t
+        t = time.perf_counter()
+    prepared: dict[str, Prepared] = {}
+    for result in mapper.prepare(todo_plan.tasks, config, embedder):
+        prepared[result.id] = result
+        report("parsing", todo_plan.done + len(prepared), todo_plan.files)
+    missing = [t_.id for t_ in todo_plan.tasks if t_.id not in prepared]
+    if missing:
+        raise BuildError(f"the {mapper.name} mapper returned no result for {missing[0]}")
+    report("parsing", todo_plan.files, todo_plan.files)
+    docs: list[tuple[Document, list[Chunk], list[bytes]]] = []
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    notes = [*notes, *(Skipped("index", w) for w in previous.warnings)]
+    for doc_id in todo_plan.order:
+        if doc_id in todo_plan.reused:
+            doc, chunks = todo_plan.reused[doc_id]
+            docs.append((doc, chunks, [c.key(doc.text) for c in chunks]))
+            unchanged.append(doc_id)
+            continue
+        result = prepared[doc_id]
+        if result.document is None:
+            skipped.append(Skipped(doc_id, result.error))
+            continue
+        doc = result.document
+        docs.append((doc, list(result.chunks), list(result.keys)))
+        before = previous.hashes.get(doc_id)
+        (added if before is None else unchanged if before == doc.hash else changed).append(doc_id)
+        if doc.note:
+            notes.append(Skipped(doc_id, doc.note))
+    removed = sorted(set(previous.hashes) - {d.id for d, _, _ in docs})
+    timings["parse"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    todo: dict[bytes, EmbedItem] = {}
+    for doc, chunks, keys in docs:
+        for c, key in zip(chunks, keys, strict=True):
+            if key not in previous.rows and key not in todo:
+                todo[key] = EmbedItem(key, doc.text[c.start : c.end], tuple(c.relative_units()))
+    fresh: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+    report("embedding", 0, len(todo))
+    if todo:
+
+        def embedded(done: int, total: int) -> None:
+            report("embedding", done, total)
+
+        for keys_, vecs, units in mapper.embed(list(todo.values()), embedder, embedded):
+            fresh.update(zip(keys_, zip(vecs, units, strict=True), strict=True))
+        if len(fresh) != len(todo) or not fresh.keys() >= todo.keys():
+            raise BuildError(f"the {mapper.name} mapper returned {len(fresh)} of {len(todo)} chunk vectors")
+    report("embedding", len(todo), len(todo))
+    timings["embed"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report("writing", 0, 1)
+    built = assemble(docs, fresh, previous, embedder.dimension, settings.dense_index, settings.build_threads)
+    if built.dense is not None:
+        timings["dense"] = time.perf_counter() - t
+    manifest = _manifest(embedder, chunking_params, built, docs, skipped)
+    name = commit(root, built, manifest, embedder.fingerprint, settings.keep_generations)
+    report("writing", 1, 1)
+    timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    n = len(built.chunks)
     return BuildReport(
         generation=name,
         added=added,
@@ -359,9 +331,45 @@ def build_index(
         unchanged=unchanged,
         failed=skipped,
         notes=notes,
-        chunks=len(rows),
+        chunks=n,
         chunks_embedded=len(todo),
-        chunks_reused=len(rows) - sum(1 for k in keys if k in todo),
+        chunks_reused=n - sum(1 for k in built.keys if k.tobytes() in todo),
         seconds=timings,
         full=full,
+        engine=mapper.name,
+        dense=built.dense_params.type,
     )
+
+
+def _manifest(
+    embedder: Embedder,
+    chunking_params: dict[str, Any],
+    built: Assembled,
+    docs: list[tuple[Document, list[Chunk], list[bytes]]],
+    skipped: list[Skipped],
+) -> dict[str, Any]:
+    return {
+        "qa_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": {
+            "name": embedder.name,
+            "fingerprint": embedder.fingerprint,
+            "dimension": embedder.dimension,
+            "max_tokens": embedder.max_tokens,
+            "precision": embedder.precision,
+        },
+        "chunking": chunking_params,
+        "bm25": {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"},
+        "dense": built.dense_params.to_manifest(),
+        "counts": {
+            "documents": len(docs),
+            "chunks": len(built.chunks),
+            "units": len(built.units),
+            "skipped": len(skipped),
+        },
+        "documents": [
+            {"id": d.id, "hash": d.hash, "format": d.format, "size": d.size, "chunks": len(c), "note": d.note}
+            for d, c, _ in docs
+        ],
+        "skipped": [{"id": s.id, "reason": s.reason} for s in skipped],
+    }

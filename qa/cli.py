@@ -114,6 +114,17 @@ def _bar_progress() -> Callable[[str, int, int], None]:
 @click.option(
     "--watch", is_flag=True, help="Keep running: update the index when the corpus changes (Ctrl+C stops)."
 )
+@click.option(
+    "--ray",
+    "ray_address",
+    metavar="auto|ADDRESS",
+    default=None,
+    help="Parse and embed on Ray (extra qa[ray]): 'auto' joins $RAY_ADDRESS or starts a local "
+    "instance; ADDRESS (host:port) joins that cluster.",
+)
+@click.option(
+    "--ship-bytes", is_flag=True, help="With --ray: send file bytes to the workers (no shared filesystem)."
+)
 @_edge
 def index_cmd(
     corpus: Path | None,
@@ -123,8 +134,11 @@ def index_cmd(
     as_json: bool,
     quiet: bool,
     watch: bool,
+    ray_address: str | None,
+    ship_bytes: bool,
 ) -> None:
     """Build or update the index: only new and changed documents are processed."""
+    import contextlib
     from dataclasses import asdict
 
     from qa.building import BuildReport, build_index
@@ -136,12 +150,19 @@ def index_cmd(
     def emit(report: BuildReport) -> None:
         click.echo(json.dumps(asdict(report), indent=1) if as_json else report.summary())
 
-    if watch:
-        from qa.watching import watch_index
+    with contextlib.ExitStack() as stack:
+        mapper = None
+        if ray_address is not None:
+            from qa.distributed import RayMapper
 
-        watch_index(settings, full=full, progress=progress, emit=emit, say=lambda m: click.echo(m, err=True))
-        return
-    emit(build_index(settings, full=full, progress=progress))
+            mapper = stack.enter_context(RayMapper(ray_address, ship_bytes=ship_bytes))
+        if watch:
+            from qa.watching import watch_index
+
+            say = lambda m: click.echo(m, err=True)  # noqa: E731
+            watch_index(settings, full=full, progress=progress, emit=emit, say=say, mapper=mapper)
+            return
+        emit(build_index(settings, full=full, progress=progress, mapper=mapper))
 
 
 @main.command("ask")

@@ -1,4 +1,5 @@
-"""Retrieval: dense (FAISS) and lexical (BM25) search over chunks, fused into one ranking.
+"""Retrieval: dense (``qa.vectors``: exact, IVF or IVF-PQ) and lexical (BM25) search over
+chunks, fused into one ranking.
 
 Fusion is weighted reciprocal-rank fusion: a chunk at rank r_d in the dense list and r_b in
 the BM25 list scores ``w / (k + r_d) + (1 - w) / (k + r_b)``. Ranks, not raw scores, because
@@ -79,12 +80,8 @@ class Hit:
 
 
 def dense_search(gen: Generation, query_vec: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``n`` chunk rows by cosine; FAISS pads with id -1 when it has fewer: dropped here."""
-    if gen.index.ntotal == 0 or n <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    scores, ids = gen.index.search(query_vec.reshape(1, -1).astype(np.float32), min(n, gen.index.ntotal))
-    keep = (ids[0] >= 0) & (ids[0] < len(gen.chunks))
-    return ids[0][keep].astype(np.int64), scores[0][keep]
+    """Top-``n`` chunk rows by cosine, and their cosines (fewer when the index has fewer)."""
+    return gen.dense.search(query_vec, n)
 
 
 def bm25_scores(gen: Generation, query_tokens: list[str]) -> np.ndarray:
@@ -138,9 +135,9 @@ def search(
                 weight * (1.0 - dense_weight) / (rrf_k + rank)
             )
     missing = [row for row, e in fused.items() if e[3] == 0]
-    if missing:  # cosine of BM25-only hits, for the answer threshold and display
-        vecs = np.vstack([gen.index.reconstruct(int(r)) for r in missing])
-        for row, cos in zip(missing, (vecs @ query_vec.reshape(-1)).tolist(), strict=True):
+    if missing:  # cosine of BM25-only hits (from vectors.npy), for the answer threshold and display
+        cosines = gen.dense.cosines(np.asarray(missing, np.int64), query_vec)
+        for row, cos in zip(missing, cosines.tolist(), strict=True):
             fused[row][1] = float(cos)
     hits = [Hit(row, e[0], float(e[1]), e[2], int(e[3]), int(e[4])) for row, e in fused.items()]
     hits.sort(key=lambda h: (-h.score, h.row))

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
         description="With --watch: seconds without a change in the corpus before it is rebuilt "
         "(QA_WATCH_SETTLE).",
     )
+    dense_index: Literal["auto", "flat", "ivf", "ivfpq"] = Field(
+        "auto",
+        description="Dense search structure (QA_DENSE_INDEX): exact `flat`, `ivf` (IVF-Flat) or "
+        "`ivfpq` (IVF-PQ, vectors re-scored exactly); `auto` picks by chunk count: flat up to 150k, "
+        "IVF up to 2M, IVF-PQ above (measured: benchmarks/scale.py, README 'Scale').",
+    )
     keep_generations: int = Field(
         2, ge=2, le=20, description="Index generations kept on disk (the live one and fallbacks)."
     )

@@ -8,17 +8,21 @@ Layout of an index folder (documented in README "Index format")::
       gen-000007/
         manifest.json      format version, model, dimension, metric, chunking, counts, checksums
         documents.sqlite   documents(row, id, hash, format, size, text, locations, note)
-        chunks.npy         int64 (n, 3): document row, start, end. Row i has FAISS id i
+        chunks.npy         int64 (n, 3): document row, start, end. Row i is vector row i
         chunk_keys.npy     uint8 (n, 16): hash of each chunk's text and units, to reuse vectors
         unit_ptr.npy       int64 (n + 1,): chunk i's sentence units are rows ptr[i]:ptr[i+1]
         units.npy          int64 (m, 2): start, end (document offsets) of each sentence unit
         unit_vectors.npy   float16 (m, d): each unit's vector, pooled in its chunk's context
-        vectors.faiss      IndexIDMap2(IndexFlatIP) with explicit ids = chunk rows
+        vectors.npy        float32 (n, d): chunk vectors, L2-normalised (opened memory-mapped)
+        dense.faiss        IVF or IVF-PQ search structure over vectors.npy, ids = chunk rows
+                           (absent for exact search; see qa.vectors)
         bm25/              bm25s arrays (.npy) and vocab/params (.json)
 
 Nothing here is ever unpickled: arrays load with ``allow_pickle=False``, SQLite and JSON are
 data, and every file's SHA-256 is checked before FAISS, numpy or SQLite read it. Files the
-manifest does not list are never opened.
+manifest does not list are never opened. Format 2 (vectors only inside
+``vectors.faiss``, an IndexIDMap2(IndexFlatIP)) still opens: its vectors are read back from
+FAISS and searched exactly, and the next build rewrites it as format 3 without re-embedding.
 """
 
 from __future__ import annotations
@@ -40,13 +44,16 @@ from typing import Any
 
 import numpy as np
 
+from qa import vectors as dense_vectors
 from qa.documents import Document
 from qa.errors import BuildError, BuildLockedError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
 
 log = logging.getLogger(__name__)
 
 FORMAT = "qa-index"
-FORMAT_VERSION = 2  # 2: chunk_keys.npy holds uint8 (n, 16) instead of |S16
+# 2: chunk_keys.npy holds uint8 (n, 16) instead of |S16. 3: vectors.npy + optional dense.faiss
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 POINTER = "CURRENT"
 LOCK = ".build.lock"
 MANIFEST = "manifest.json"
@@ -172,14 +179,15 @@ def write_generation(
     vectors: np.ndarray,
     bm25: Any,
     manifest: dict[str, Any],
+    dense: Any = None,
 ) -> str:
     """Write a complete generation folder and return its name (it is not live yet).
 
     Files go into a hidden temp folder, are fsynced, get checksummed into the manifest, and the
     folder is renamed into place only when complete: a killed build leaves only a temp folder.
+    ``dense`` is the FAISS structure ``qa.vectors.build`` made for ``manifest["dense"]``
+    (None for exact search).
     """
-    import faiss
-
     name = next_generation_name(root)
     tmp = root / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,10 +207,9 @@ def write_generation(
     np.save(tmp / "units.npy", np.ascontiguousarray(units, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "unit_vectors.npy", np.asarray(unit_vectors, dtype=np.float16), allow_pickle=False)
     dim = int(manifest["model"]["dimension"])
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-    if n:
-        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.arange(n, dtype=np.int64))
-    faiss.write_index(index, str(tmp / "vectors.faiss"))
+    np.save(tmp / "vectors.npy", np.asarray(vectors, dtype=np.float32).reshape(n, dim), allow_pickle=False)
+    if dense is not None:
+        dense_vectors.write(dense, tmp / dense_vectors.FILE)
     bm25.save(str(tmp / "bm25"), show_progress=False)
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
@@ -277,10 +284,11 @@ def verify(gen_dir: Path, fingerprint: str | None) -> dict[str, Any]:
         raise IndexCorruptError(f"{gen_dir / MANIFEST}: not a qa index manifest")
     if body.get("checksum") != _manifest_checksum(body):
         raise IndexCorruptError(f"{gen_dir / MANIFEST}: manifest checksum mismatch (corrupted)")
-    if body.get("format_version") != FORMAT_VERSION:
+    if body.get("format_version") not in READABLE_VERSIONS:
         raise IndexCorruptError(
             f"{gen_dir}: index format version {body.get('format_version')} is not supported by "
-            f"this qa (reads version {FORMAT_VERSION}): rebuild with `qa index --full`"
+            f"this qa (reads versions {READABLE_VERSIONS[0]}-{FORMAT_VERSION}): "
+            "rebuild with `qa index --full`"
         )
     if body.get("generation") != gen_dir.name:
         raise IndexCorruptError(
@@ -306,7 +314,6 @@ class Generation:
 
     def __init__(self, gen_dir: Path, manifest: dict[str, Any]) -> None:
         import bm25s
-        import faiss
 
         self.dir = gen_dir
         self.name = gen_dir.name
@@ -316,8 +323,8 @@ class Generation:
         self.chunk_keys = np.load(gen_dir / "chunk_keys.npy", allow_pickle=False)
         self.unit_ptr = np.load(gen_dir / "unit_ptr.npy", allow_pickle=False)
         self.units = np.load(gen_dir / "units.npy", allow_pickle=False)
-        self.unit_vectors = np.load(gen_dir / "unit_vectors.npy", allow_pickle=False)
-        self.index = faiss.read_index(str(gen_dir / "vectors.faiss"))
+        self.unit_vectors = np.load(gen_dir / "unit_vectors.npy", allow_pickle=False, mmap_mode="r")
+        self.vectors, self.dense = _open_vectors(gen_dir, manifest)
         self.bm25 = bm25s.BM25.load(
             str(gen_dir / "bm25"), allow_pickle=False, show_progress=False, verbosity=0
         )
@@ -338,16 +345,16 @@ class Generation:
             for r in rows
         ]
         problems = []
-        if len(self.chunks) != counts["chunks"] or self.index.ntotal != counts["chunks"]:
+        if len(self.chunks) != counts["chunks"] or self.dense.ntotal != counts["chunks"]:
             problems.append(
                 f"{counts['chunks']} chunks in the manifest, {len(self.chunks)} in chunks.npy, "
-                f"{self.index.ntotal} vectors in FAISS"
+                f"{self.dense.ntotal} vectors"
             )
         if len(self.documents) != counts["documents"]:
             problems.append(f"{counts['documents']} documents in the manifest, {len(self.documents)} stored")
-        if self.index.d != manifest["model"]["dimension"]:
+        if self.dense.d != manifest["model"]["dimension"]:
             problems.append(
-                f"FAISS dimension {self.index.d} != model dimension {manifest['model']['dimension']}"
+                f"vector dimension {self.dense.d} != model dimension {manifest['model']['dimension']}"
             )
         if (
             len(self.units) != counts["units"]
@@ -381,6 +388,35 @@ class Generation:
     def close(self) -> None:
         with self._db_lock:
             self._db.close()
+
+
+def _open_vectors(gen_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dense_vectors.DenseIndex]:
+    """The chunk vectors (memory-mapped) and their search structure.
+
+    Format 2 kept the vectors only in an IndexIDMap2(IndexFlatIP): they are read back from it
+    (ids were the rows 0..n-1) and searched exactly.
+    """
+    if manifest["format_version"] == 2:
+        import faiss
+
+        index: Any = faiss.read_index(str(gen_dir / "vectors.faiss"))
+        n, dim = index.ntotal, index.d
+        flat = faiss.downcast_index(index.index)
+        vecs = flat.reconstruct_n(0, n) if n else np.zeros((0, dim), np.float32)
+        ids = faiss.vector_to_array(index.id_map)
+        if not np.array_equal(ids, np.arange(n)):
+            raise IndexCorruptError(f"{gen_dir / 'vectors.faiss'}: ids are not the chunk rows")
+        return vecs, dense_vectors.DenseIndex(dense_vectors.DenseParams(), vecs)
+    vecs = np.load(gen_dir / "vectors.npy", allow_pickle=False, mmap_mode="r")
+    if vecs.ndim != 2 or vecs.dtype != np.float32:
+        raise IndexCorruptError(
+            f"{gen_dir / 'vectors.npy'}: expected float32 (n, d), got {vecs.dtype} {vecs.shape}"
+        )
+    params = dense_vectors.DenseParams.from_manifest(manifest.get("dense"))
+    path = gen_dir / dense_vectors.FILE if params.type != "flat" else None
+    if path is not None and dense_vectors.FILE not in manifest["files"]:
+        raise IndexCorruptError(f"{gen_dir}: the manifest does not list {dense_vectors.FILE}")
+    return vecs, dense_vectors.DenseIndex(params, vecs, path)
 
 
 def open_live(root: Path, fingerprint: str | None) -> tuple[Generation, list[str]]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from qa.errors import BuildLockedError, CorpusError, QAError
 
 if TYPE_CHECKING:
-    from qa.building import BuildReport
+    from qa.building import BuildReport, Mapper
     from qa.service import QAService
     from qa.settings import Settings
 
@@ -327,6 +327,7 @@ def watch_index(
     emit: Callable[[BuildReport], None],
     say: Callable[[str], None],
     stop: threading.Event | None = None,
+    mapper: Mapper | None = None,
 ) -> None:
     """``qa index --watch``: build, then rebuild after each settled burst of changes, until
     Ctrl+C (or ``stop`` is set). Changes made during the first build are not missed: the
@@ -340,7 +341,7 @@ def watch_index(
     stop = stop or threading.Event()
 
     def rebuild() -> BuildReport:
-        report = build_index(settings, progress=progress)
+        report = build_index(settings, progress=progress, mapper=mapper)
         emit(report)
         return report
 

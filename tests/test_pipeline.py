@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import qa
+import qa.preparing
 from qa import store
 from qa.errors import CorpusError, IndexNotFoundError, InvalidQuestionError
 from tests.conftest import FakeEmbedder
@@ -73,11 +74,12 @@ def test_round_trip_manifest_and_files(settings: qa.Settings, fake: FakeEmbedder
     assert manifest["format_version"] == store.FORMAT_VERSION
     assert manifest["model"]["name"] == "fake-bow-1024" and manifest["model"]["dimension"] == 1024
     assert manifest["counts"]["chunks"] == report.chunks
-    assert set(manifest["files"]) >= {"documents.sqlite", "chunks.npy", "vectors.faiss", "units.npy"}
+    assert set(manifest["files"]) >= {"documents.sqlite", "chunks.npy", "vectors.npy", "units.npy"}
+    assert manifest["dense"]["type"] == "flat" and "dense.faiss" not in manifest["files"]
     assert not any(name.endswith((".pkl", ".pickle")) for name in manifest["files"])
     index = qa.Index.load(root, settings, embedder=fake)
     gen = index.generation
-    assert gen.index.ntotal == len(gen.chunks) == report.chunks
+    assert gen.dense.ntotal == len(gen.vectors) == len(gen.chunks) == report.chunks
     doc = gen.document(0)
     assert doc.text == (settings.corpus / doc.id).read_text()
 
@@ -140,14 +142,14 @@ def test_chunking_bug_on_one_document_is_reported(
     settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (settings.corpus / "bad.txt").write_text("This one breaks the chunker.")
-    real = qa.building._chunks_of
+    real = qa.preparing.chunks_of
 
     def flaky(text: str, *args: object) -> object:
         if "breaks" in text:
             raise ValueError("boom")
         return real(text, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("qa.building._chunks_of", flaky)
+    monkeypatch.setattr("qa.preparing.chunks_of", flaky)
     report = build(settings, fake)
     assert report.added == ["openai-foxconn-ai-hardware.txt"]
     assert [(s.id, s.reason) for s in report.failed] == [
@@ -159,8 +161,8 @@ def test_chunk_keys_ending_in_nul_bytes_are_reused(
     settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # numpy's fixed-width bytes type drops trailing NULs: keys must survive a round trip as-is
-    real = qa.building.chunk_key
-    monkeypatch.setattr("qa.building.chunk_key", lambda text, units: real(text, units)[:14] + b"\x00\x00")
+    real = qa.preparing.chunk_key
+    monkeypatch.setattr("qa.preparing.chunk_key", lambda text, units: real(text, units)[:14] + b"\x00\x00")
     first = build(settings, fake)
     again = build(settings, fake)
     assert again.chunks_embedded == 0 and again.chunks_reused == first.chunks

@@ -33,7 +33,7 @@ FILES = [
     "unit_ptr.npy",
     "units.npy",
     "unit_vectors.npy",
-    "vectors.faiss",
+    "vectors.npy",
     "bm25/params.index.json",
     "bm25/data.csc.index.npy",
     "bm25/vocab.index.json",
@@ -63,18 +63,22 @@ def test_damaged_file_falls_back(settings: qa.Settings, fake: FakeEmbedder, name
     assert "Foxconn" in index.ask("OpenAI Foxconn partnership").quotes[0].text
 
 
+@pytest.mark.parametrize("how", ["half", "bitflip"])
 def test_checksum_checked_before_faiss_reads(
-    settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch
+    settings: qa.Settings, fake: FakeEmbedder, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    _, second = two_generations(settings, fake)
-    _damage(settings.index / second / "vectors.faiss", "bitflip")
+    settings = settings.model_copy(update={"dense_index": "ivf"})
+    first, second = two_generations(settings, fake)
+    _damage(settings.index / second / "dense.faiss", how)
     import faiss
 
     read: list[str] = []
     real = faiss.read_index
     monkeypatch.setattr(faiss, "read_index", lambda p, *a: read.append(p) or real(p, *a))
-    qa.Index.load(settings.index, settings, embedder=fake)
-    assert all(second not in p for p in read)
+    index = qa.Index.load(settings.index, settings, embedder=fake)
+    assert index.generation.name == first and index.generation.dense.params.type == "ivf"
+    assert read and all(second not in p for p in read)
+    assert any("dense.faiss" in w for w in index.warnings), index.warnings
 
 
 def test_all_generations_broken(settings: qa.Settings, fake: FakeEmbedder) -> None:
