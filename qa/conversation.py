@@ -1,25 +1,29 @@
 """Conversation: follow-up questions answered with the earlier turns, without a language model.
 
 Peers rewrite a follow-up with an LLM ("Where will they build it?" -> "Where will OpenAI and
-Foxconn build the AI hardware?"). qa has no LLM; it decides from the question itself whether
-the turn leans on the earlier ones, carries their topic forward as search terms, and shows
-exactly what it searched for (``Answer.query``).
+Foxconn build the AI hardware?"). qa has no LLM; it decides from the question whether the turn
+leans on the earlier ones, carries their topic into the searched text, and shows exactly what
+it searched for (``Answer.query``).
 
-A turn *depends* on the conversation when it has a pronoun or determiner with nothing in the
-question to refer to ("they", "it", "there", "these"), starts as an ellipsis ("and in 1990?",
-"what about ...") or has at most ``SHORT_TERMS`` content terms of its own. A question that
-names its own subject and has none of these stands alone: history is not used, so a change of
+A turn *depends* on the conversation when it has few words of its own (at most
+``MAX_OWN_TERMS`` terms) and a word pointing back ("they", "it", "there", "these"), or starts as
+an ellipsis ("and in 1990?", "what about ..."), or has at most ``SHORT_TERMS`` terms. A
+question with more words of its own stands alone, pronoun or not: measured on follow-up
+conversations made from SQuAD, history helped questions of up to four terms and cost recall
+on longer ones (0.760 vs 0.729 follow-up recall@1; docs/tuning.md section 12), and a change of
 topic is never spoiled.
 
-For a dependent turn the *topic* comes from the previous turns, newest first: the names in
-their questions ("OpenAI", "Nikola Tesla"), then the names of the last answer, then the rarest
-terms of the previous question when it named nothing. The searched text is the question plus
-the topic; the question as asked is searched too, and both rankings are fused (reciprocal
-ranks), so a topic word that misleads costs little. Passages of the documents quoted in the
-previous answer get a small bonus in that fusion. Rules and weights were chosen on follow-up
-conversations made from SQuAD articles (``qa eval followups``; docs/tuning.md section 12).
+The *topic* is the name the earlier searches share (named in the most of them, then the most
+common in the index): it takes the place of the question's pronoun when it is clearly the
+topic ("Which network broadcasted it?" -> "Which network broadcasted Super Bowl 50?"), and is
+added after the question otherwise. A question with almost no words of its own (at most
+``FEW_TERMS``, like "Where will they build it?") also gets the last answer's phrase and the
+rarest words of the previous search. The text searched is then ranked like any question.
+Tried and dropped, because they did not pay on those conversations: names of the last answer
+for every question, fusing the question as asked with the rewritten one, a bonus for the
+documents quoted in the previous turn, and choosing the name by the question's own passages.
 
-Non-goals: coreference resolution, rewriting the question's words, remembering across
+Non-goals: coreference resolution, rewriting the question's other words, remembering across
 sessions.
 """
 
@@ -50,23 +54,23 @@ _ELLIPSIS = re.compile(
     re.IGNORECASE,
 )
 SHORT_TERMS = 1  # a question with at most this many content terms is read with its history
+MAX_OWN_TERMS = 4  # a question with more terms of its own stands alone (docs/tuning.md section 12)
 TOPIC_NAMES = 1  # names carried forward (one more for a question with few words of its own)
 FEW_TERMS = 2  # a question with at most this many content terms carries more of the topic
 TOPIC_TERMS = 3  # rare terms carried forward when the earlier turns named nothing
-ASKED_WEIGHT = 0.5  # weight of the question as asked beside the question with its topic
-NAMED_ASKED_WEIGHT = 1.0  # the same, when the question names something of its own
 
 
 def depends(question: str, terms: list[str]) -> bool:
-    """Whether ``question`` (with BM25 ``terms``) may lean on earlier turns: it has a word
-    pointing back ("they", "it", "there", "these"), starts as an ellipsis ("and in 1990?",
-    "what about ...") or has at most ``SHORT_TERMS`` content terms of its own.
+    """Whether ``question`` (with BM25 ``terms``) leans on earlier turns: at most
+    ``MAX_OWN_TERMS`` terms and a word pointing back ("they", "it", "there", "these"), an
+    ellipsis ("and in 1990?", "what about ...") or at most ``SHORT_TERMS`` terms.
 
     Examples: "Where will they build it?" -> True; "And in 1990?" -> True; "What is the
-    capital of Peru?" -> False. "When did Tesla sell his patents?" -> True as well: whether
-    "his" is Tesla cannot be told from the words, so the question as asked keeps a full
-    weight in the search (``asked_weight``) and a standalone question is not spoiled.
+    capital of Peru?" -> False; "When did Tesla sell his patents to Westinghouse?" -> False
+    (seven terms of its own: it stands alone).
     """
+    if len(terms) > MAX_OWN_TERMS:
+        return False
     return bool(_ELLIPSIS.search(question) or len(terms) <= SHORT_TERMS or _POINTERS.search(question))
 
 
@@ -94,13 +98,6 @@ def rewrite(question: str, found: Topic) -> str:
                 text = question[: match.start()] + first + suffix + question[match.end() :]
                 return " ".join([text, *rest])
     return " ".join([question, *found.names, *found.words])
-
-
-def asked_weight(question: str) -> float:
-    """Weight of the question as asked beside the question with its topic: full when the
-    question names something itself (it may stand alone), half otherwise."""
-    named = any(c.kind == "name" for c in phrases.candidates(question))
-    return NAMED_ASKED_WEIGHT if named else ASKED_WEIGHT
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,11 @@ def topic(
     seen = {n: sum(n in text for text in searches) for n in found if not phrases.words_of(n) <= asked}
     names = sorted(seen, key=lambda n: (-seen[n], idf_of(n), n))[: TOPIC_NAMES + few]
     if names and not few:
-        return Topic(tuple(names))
+        # the name takes the pronoun's place only when it is clearly the topic: named in more
+        # searches than any other, or the only name there is; otherwise it is searched beside
+        runner_up = max((seen[n] for n in seen if n != names[0]), default=0)
+        sure = seen[names[0]] > runner_up
+        return Topic(tuple(names)) if sure else Topic((), tuple(names))
     last_question, last = history[-1]
     if few and last.found and last.phrase is not None and last.phrase.text not in names:
         names.append(last.phrase.text)

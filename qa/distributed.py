@@ -491,4 +491,3 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
             f"cannot reach the Ray cluster at {address} ({reason}): start it with `ray start --head` "
             "or use --ray auto"
         ) from exc
-

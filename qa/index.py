@@ -134,22 +134,18 @@ class Index:
         if history and conversation.depends(q, terms):
             found = conversation.topic(list(history), q, len(terms), lambda text: self._idf_of(gen, text))
             query = conversation.rewrite(q, found)
-        texts = [query] if query == q else [query, q]
-        vectors = self.embedder.encode(texts)
+        vector = self.embedder.encode([query])[0]
         t1 = time.perf_counter()
-        query_terms = terms if query == q else retrieval.tokenize([query])[0]
-        also = [] if query == q else [(vectors[1], terms, conversation.asked_weight(q))]
         hits = retrieval.search(
             gen,
-            vectors[0],
-            query_terms,
+            vector,
+            terms if query == q else retrieval.tokenize([query])[0],
             max(self.settings.candidates, k),
             self.settings.dense_weight,
             self.settings.rrf_k,
-            also,
         )
         t2 = time.perf_counter()
-        result = answering.answer(q, gen, hits, vectors[0], k, self.scoring, self.verifier, query)
+        result = answering.answer(q, gen, hits, vector, k, self.scoring, self.verifier, query)
         t3 = time.perf_counter()
         result = dataclasses.replace(result, query=query, used_history=query != q)
         result.timings.update({"embed": t1 - t0, "search": t2 - t1, "answer": t3 - t2})

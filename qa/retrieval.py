@@ -93,6 +93,12 @@ def bm25_scores(gen: Generation, query_tokens: list[str]) -> np.ndarray:
     return np.asarray(gen.bm25.get_scores_from_ids(ids), dtype=np.float32)
 
 
+def top_rows(scores: np.ndarray, n: int) -> np.ndarray:
+    """Rows of the ``n`` highest positive scores, best first (ties by row)."""
+    positive = np.flatnonzero(scores > 0)
+    return positive[np.argsort(-scores[positive], kind="stable")[:n]]
+
+
 def search(
     gen: Generation,
     query_vec: np.ndarray,
@@ -100,18 +106,11 @@ def search(
     candidates: int,
     dense_weight: float,
     rrf_k: int,
-    also: Sequence[tuple[np.ndarray, list[str], float]] = (),
 ) -> list[Hit]:
-    """Fused ranking of up to ``2 * candidates`` chunks, best first.
-
-    ``also`` adds more queries (vector, tokens, weight) whose dense and BM25 rankings join the
-    fusion with that weight (a follow-up question is searched with its topic and as asked).
-    Cosines, BM25 scores and ranks in the hits are those of the main query.
-    """
+    """Fused ranking of up to ``2 * candidates`` chunks, best first."""
     d_rows, d_scores = dense_search(gen, query_vec, candidates)
     lexical = bm25_scores(gen, query_tokens)
-    positive = np.flatnonzero(lexical > 0)
-    top = positive[np.argsort(-lexical[positive], kind="stable")[:candidates]]
+    top = top_rows(lexical, candidates)
     fused: dict[int, list[float]] = {}
     for rank, (row, s) in enumerate(zip(d_rows.tolist(), d_scores.tolist(), strict=True), start=1):
         fused[row] = [dense_weight / (rrf_k + rank), s, float(lexical[row]), rank, 0]
@@ -120,20 +119,6 @@ def search(
         entry[0] += (1.0 - dense_weight) / (rrf_k + rank)
         entry[2] = float(lexical[row])
         entry[4] = rank
-    for vec, tokens, weight in also:
-        rows, _ = dense_search(gen, vec, candidates)
-        for rank, row in enumerate(rows.tolist(), start=1):
-            fused.setdefault(row, [0.0, float("nan"), float(lexical[row]), 0, 0])[0] += (
-                weight * dense_weight / (rrf_k + rank)
-            )
-        extra = bm25_scores(gen, tokens)
-        hit_rows = np.flatnonzero(extra > 0)
-        for rank, row in enumerate(
-            hit_rows[np.argsort(-extra[hit_rows], kind="stable")[:candidates]].tolist(), 1
-        ):
-            fused.setdefault(row, [0.0, float("nan"), float(lexical[row]), 0, 0])[0] += (
-                weight * (1.0 - dense_weight) / (rrf_k + rank)
-            )
     missing = [row for row, e in fused.items() if e[3] == 0]
     if missing:  # cosine of BM25-only hits (from vectors.npy), for the answer threshold and display
         cosines = gen.dense.cosines(np.asarray(missing, np.int64), query_vec)

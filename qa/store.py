@@ -380,6 +380,11 @@ class Generation:
         info = self.documents[row]
         return Document(info.id, info.hash, self.text(row), info.format, info.size, info.locations, info.note)
 
+    def chunk_text(self, row: int) -> str:
+        """The text of chunk ``row``."""
+        doc, start, end = (int(x) for x in self.chunks[row])
+        return self.text(doc)[start:end]
+
     def units_in(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Sentence units of chunk ``row``: spans (k, 2) in document offsets, vectors (k, d)."""
         lo, hi = int(self.unit_ptr[row]), int(self.unit_ptr[row + 1])

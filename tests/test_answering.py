@@ -84,3 +84,33 @@ def test_quotes_never_overlap(tmp_path: Path) -> None:
     for i, p in enumerate(answer.quotes):
         for q in answer.quotes[i + 1 :]:
             assert p.doc != q.doc or p.end <= q.start or q.end <= p.start, (p, q)
+
+
+def test_quote_location_is_where_its_answer_is(tmp_path: Path) -> None:
+    """A Markdown quote names the section of its answer ("Rye bread"), not the document's top
+    heading; a PDF quote names the page of its answer."""
+    from tests.test_documents import make_pdf
+
+    md = (
+        "# House recipes\n\nOur bakery has baked since 1991.\n\n"
+        "## Sourdough\n\nFeed the starter at night.\n\n"
+        "## Rye bread\n\nRye bread bakes for fifty minutes at 220 degrees.\n"
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "recipes.md").write_text(md, encoding="utf-8")
+    (corpus / "report.pdf").write_bytes(
+        make_pdf(["The walrus survey began.", "Walruses dive to ninety metres."])
+    )
+    fake = FakeEmbedder()
+    s = qa.Settings(corpus=corpus, index=tmp_path / "index", chunk_tokens=200)
+    qa.build_index(settings=s, embedder=fake)
+    index = qa.Index.load(s.index, s, embedder=fake)
+    rye = index.ask("How long does rye bread bake?").quotes[0]
+    assert rye.doc == "recipes.md" and rye.start < md.index("## Sourdough")  # one chunk, several sections
+    assert "fifty minutes" in rye.highlight_text
+    assert rye.location == "House recipes > Rye bread" == rye.highlight_location
+    dive = index.ask("How deep do walruses dive?").quotes[0]
+    assert dive.doc == "report.pdf" and "ninety metres" in dive.highlight_text
+    assert dive.start < dive.text.index("Walruses dive") + dive.start and dive.location == "page 2"
+    assert dive.text.startswith("The walrus survey")  # the quote starts on page 1

@@ -302,8 +302,12 @@ def test_pdf_quote_is_boxed_on_its_page(browser: Any, app: tuple[str, Path]) -> 
     assert i is not None and a is not None
     # where reportlab drew the sentence, as fractions of the A4 page (595 x 842 pt, y down)
     want = (left / 595.28, 1 - top / 841.89, right / 595.28, 1 - bottom / 841.89)
-    got = ((a["x"] - i["x"]) / i["width"], (a["y"] - i["y"]) / i["height"],
-           (a["x"] + a["width"] - i["x"]) / i["width"], (a["y"] + a["height"] - i["y"]) / i["height"])
+    got = (
+        (a["x"] - i["x"]) / i["width"],
+        (a["y"] - i["y"]) / i["height"],
+        (a["x"] + a["width"] - i["x"]) / i["width"],
+        (a["y"] + a["height"] - i["y"]) / i["height"],
+    )
     ix = max(0.0, min(want[2], got[2]) - max(want[0], got[0]))
     iy = max(0.0, min(want[3], got[3]) - max(want[1], got[1]))
     union = (want[2] - want[0]) * (want[3] - want[1]) + (got[2] - got[0]) * (got[3] - got[1]) - ix * iy

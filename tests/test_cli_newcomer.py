@@ -35,8 +35,10 @@ def test_port_in_use_is_one_line_and_status_1(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
         done = subprocess.run(
-            [*[sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
-             *["--corpus", str(tmp_path / "c"), "--index", str(tmp_path / "i")]],
+            [
+                *[sys.executable, "-m", "qa.cli", "serve", "--port", str(port)],
+                *["--corpus", str(tmp_path / "c"), "--index", str(tmp_path / "i")],
+            ],
             capture_output=True,
             text=True,
             timeout=120,

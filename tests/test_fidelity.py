@@ -38,6 +38,7 @@ _WORDS = [
     "x" * 80,
 ]
 _CHARS = st.characters(exclude_categories=("Cs", "Cc"), include_characters="\n\t\r")
+_WORDS += ["Foxconn", "1874", "43 metres", "March 2019", "several categories of", "These include", ":"]
 _sentence = st.lists(st.sampled_from(_WORDS), min_size=1, max_size=30).map(" ".join).map(lambda s: s + ".")
 _paragraph = st.one_of(
     st.lists(_sentence, min_size=1, max_size=6).map(" ".join),
@@ -65,6 +66,13 @@ def _check_quotes(index: qa.Index, answer: qa.Answer, files: dict[str, str]) -> 
         assert q.text.strip() == q.text and q.text
         if q.doc in files:
             assert files[q.doc][q.start : q.end] == q.text
+    if answer.found:  # the answer is the top quote's highlight; its phrase lies inside it
+        top = answer.quotes[0]
+        assert answer.answer == top.highlight_text
+        if answer.phrase is not None:
+            doc_text = gen.document(rows[top.doc]).text
+            assert doc_text[answer.phrase.start : answer.phrase.end] == answer.phrase.text
+            assert top.highlight[0] <= answer.phrase.start < answer.phrase.end <= top.highlight[1]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -79,7 +87,8 @@ def test_quotes_are_verbatim_slices(docs: list[str], data: st.DataObject) -> Non
             raw = text.encode("utf-8")
             (corpus / f"d{i}.txt").write_bytes(raw)
             files[f"d{i}.txt"] = _decoded(raw)
-        s = qa.Settings(corpus=corpus, index=Path(tmp) / "index", min_score=0.3)
+        # a low bar for "found", so that answer windows and phrases are exercised too
+        s = qa.Settings(corpus=corpus, index=Path(tmp) / "index", min_confidence=0.001, chunk_tokens=24)
         fake = FakeEmbedder()
         report = qa.build_index(settings=s, embedder=fake)
         for skipped in report.failed:  # only blank or binary-looking random text may be skipped
@@ -92,7 +101,8 @@ def test_quotes_are_verbatim_slices(docs: list[str], data: st.DataObject) -> Non
             assert gen.document(info.row).text == files[info.id]
         words = sorted({w for d in docs for w in re.findall(r"\w{2,}", d)})
         assume(words)
-        question = " ".join(data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=5)))
+        start = data.draw(st.sampled_from(["", "Who ", "When ", "How many ", "Where ", "Which "]))
+        question = start + " ".join(data.draw(st.lists(st.sampled_from(words), min_size=1, max_size=5)))
         answer = index.ask(question)
         assert answer.quotes or not gen.documents
         _check_quotes(index, answer, files)

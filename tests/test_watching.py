@@ -109,6 +109,7 @@ def test_a_burst_of_hundreds_of_files_is_debounced(watched: tuple[QAService, Wat
     for i in range(300):
         (folder / f"note-{i:03d}.txt").write_text(f"Note {i}: the beacon number {i} is lit at dusk.")
     wait_for("300 notes indexed", lambda: sum(d.startswith("burst/") for d in indexed(service)) == 300, 180)
+
     def settled() -> bool:
         st = watcher.status()
         return st.state == "idle" and st.rebuilds > rebuilds
