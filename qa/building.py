@@ -201,7 +201,7 @@ def build_index(
     }
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20))
+    sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20), settings.max_depth)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from qa.answering import Answer, Quote
 from qa.building import BuildReport, build_index
+from qa.documents import list_files
 from qa.embedding import Embedder
 from qa.errors import QAError
 from qa.index import Index
@@ -178,20 +179,12 @@ class QAService:
 
     def corpus_files(self) -> list[str]:
         """Corpus-relative POSIX ids of the non-hidden files in the corpus folder."""
-        root = self.corpus
-        if not root.is_dir():
-            return []
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    found.append((Path(dirpath) / name).relative_to(root).as_posix())
-        return found
+        return [rel for rel, _ in list_files(self.corpus, self.settings.max_depth)]
 
     def documents(self) -> list[DocRow]:
         """Rows for the documents table: the live manifest merged with the corpus folder."""
-        on_disk = set(self.corpus_files())
+        sizes = dict(list_files(self.corpus, self.settings.max_depth))
+        on_disk = set(sizes)
         rows: list[DocRow] = []
         seen: set[str] = set()
         try:
@@ -212,11 +205,7 @@ class QAService:
             seen.add(s["id"])
             rows.append(DocRow(s["id"], _format(s["id"]), None, None, "skipped", s["reason"]))
         for doc_id in sorted(on_disk - seen):
-            path = self.corpus / doc_id
-            try:
-                size: int | None = path.stat().st_size
-            except OSError:
-                size = None
+            size = sizes[doc_id]
             rows.append(DocRow(doc_id, _format(doc_id), size, None, "new", "indexed at next rebuild"))
         return sorted(rows, key=lambda r: r.id)
 
