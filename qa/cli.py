@@ -264,36 +264,35 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
 
     settings = _settings(index=index, model=model)
     gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
-    m = gen.manifest
+    m = gen.meta
     if as_json:
-        click.echo(json.dumps(m, indent=1, ensure_ascii=False))
+        click.echo(json.dumps(gen.manifest, indent=1, ensure_ascii=False))
         return
     for w in warnings:
         click.echo(f"warning: {w}", err=True)
-    c = m["counts"]
-    size = sum(f["bytes"] for f in m["files"].values())
+    c = m.counts
+    size = sum(f.bytes for f in m.files.values())
     click.echo(
-        f"index       {settings.index.resolve()}  (generation {m['generation']}, "
-        f"format {m['format_version']}, qa {m['qa_version']})"
+        f"index       {settings.index.resolve()}  (generation {m.generation}, "
+        f"format {m.format_version}, qa {m.qa_version})"
     )
-    click.echo(f"built       {m['created']}")
+    click.echo(f"built       {m.created}")
     click.echo(
-        f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
-        f"sha256 {m['model']['fingerprint'][:12]}  embedded in {m['model'].get('precision', 'float32')}"
+        f"model       {m.model.name}  dim {m.model.dimension}  "
+        f"sha256 {m.model.fingerprint[:12]}  embedded in {m.model.precision}"
     )
-    click.echo(f"metric      {m['metric']}")
+    click.echo(f"metric      {m.metric}")
     click.echo(
-        f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
-        f"{m['chunking']['overlap_sentences']} sentence(s)"
+        f"chunking    {m.chunking.max_tokens} tokens max, overlap {m.chunking.overlap_sentences} sentence(s)"
     )
     click.echo(
-        f"counts      {c['documents']} documents, {c['chunks']} chunks, "
-        f"{c['units']} sentences, {c['skipped']} skipped; {size / 2**20:.1f} MiB on disk"
+        f"counts      {c.documents} documents, {c.chunks} chunks, "
+        f"{c.units} sentences, {c.skipped} skipped; {size / 2**20:.1f} MiB on disk"
     )
-    for d in m["documents"]:
-        click.echo(f"  {d['id']}  {d['format']}  {d['size']} bytes  {d['chunks']} chunks")
-    for s in m["skipped"]:
-        click.echo(f"  skipped {s['id']}: {s['reason']}")
+    for d in m.documents:
+        click.echo(f"  {d.id}  {d.format}  {d.size} bytes  {d.chunks} chunks")
+    for s in m.skipped:
+        click.echo(f"  skipped {s.id}: {s.reason}")
 
 
 @main.command("serve")

@@ -34,6 +34,9 @@ class Index:
         self.settings = settings
         self.warnings = warnings
         self._reload_lock = threading.Lock()
+        # (CURRENT, generation folders) when the loaded generation was chosen: while both stay
+        # the same, reload() has nothing new to verify (a missing CURRENT included).
+        self._chosen_from: tuple[str | None, tuple[str, ...]] | None = None
         self.scoring = answering.Scoring(depth=settings.rerank_depth, min_score=settings.min_score)
 
     @classmethod
@@ -56,12 +59,15 @@ class Index:
         settings = settings or Settings()
         root = Path(path) if path is not None else settings.index
         embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
+        state = store.read_pointer(root), tuple(store.generation_names(root))
         gen, warnings = store.open_live(root, embedder.fingerprint)
         import faiss
 
         # One OpenMP thread: single queries measured fastest that way on a busy 2-core machine.
         faiss.omp_set_num_threads(settings.threads)
-        return cls(root, gen, embedder, settings, warnings)
+        index = cls(root, gen, embedder, settings, warnings)
+        index._chosen_from = state
+        return index
 
     @property
     def generation(self) -> store.Generation:
@@ -78,14 +84,19 @@ class Index:
         The old generation is not closed: questions already running on it finish on it.
         """
         with self._reload_lock:
-            if store.read_pointer(self.root) == self._gen.name:
+            state = self._folder_state()
+            if state[0] == self._gen.name or state == self._chosen_from:
                 return False
+            self._chosen_from = state  # also when the load below fails: not retried per question
             gen, warnings = store.open_live(self.root, self.embedder.fingerprint)
             if gen.name == self._gen.name:
                 gen.close()
                 return False
             self._gen, self.warnings = gen, warnings
             return True
+
+    def _folder_state(self) -> tuple[str | None, tuple[str, ...]]:
+        return store.read_pointer(self.root), tuple(store.generation_names(self.root))
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         """Answer ``question`` with up to ``k`` verbatim quotes (default ``settings.top_k``).

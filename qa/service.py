@@ -168,11 +168,11 @@ class QAService:
             idx = self.index()
         except QAError as exc:
             return friendly(exc)
-        m = idx.manifest
-        c = m["counts"]
+        m = idx.generation.meta
+        c = m.counts
         return (
-            f"Index {idx.generation.name}: {c['documents']} documents, {c['chunks']} chunks, "
-            f"{c['skipped']} skipped · model {m['model']['name']} · built {m['created']}"
+            f"Index {idx.generation.name}: {c.documents} documents, {c.chunks} chunks, "
+            f"{c.skipped} skipped · model {m.model.name} · built {m.created}"
         )
 
     # -- corpus ------------------------------------------------------------------------------
@@ -188,22 +188,19 @@ class QAService:
         rows: list[DocRow] = []
         seen: set[str] = set()
         try:
-            manifest = self.index().manifest
+            meta = self.index().generation.meta
+            documents, skipped = meta.documents, meta.skipped
         except QAError:
-            manifest = {"documents": [], "skipped": []}
-        for d in manifest["documents"]:
-            seen.add(d["id"])
-            if d["id"] in on_disk:
-                rows.append(
-                    DocRow(d["id"], d["format"], d["size"], d["chunks"], "indexed", d.get("note") or "")
-                )
+            documents, skipped = [], []
+        for d in documents:
+            seen.add(d.id)
+            if d.id in on_disk:
+                rows.append(DocRow(d.id, d.format, d.size, d.chunks, "indexed", d.note))
             else:
-                rows.append(
-                    DocRow(d["id"], d["format"], d["size"], d["chunks"], "deleted", "dropped at next rebuild")
-                )
-        for s in manifest["skipped"]:
-            seen.add(s["id"])
-            rows.append(DocRow(s["id"], _format(s["id"]), None, None, "skipped", s["reason"]))
+                rows.append(DocRow(d.id, d.format, d.size, d.chunks, "deleted", "dropped at next rebuild"))
+        for s in skipped:
+            seen.add(s.id)
+            rows.append(DocRow(s.id, _format(s.id), None, None, "skipped", s.reason))
         for doc_id in sorted(on_disk - seen):
             size = sizes[doc_id]
             rows.append(DocRow(doc_id, _format(doc_id), size, None, "new", "indexed at next rebuild"))

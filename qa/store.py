@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 
+from qa import manifest as qa_manifest
 from qa.documents import Document
 from qa.errors import BuildError, BuildLockedError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from qa.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -261,11 +263,13 @@ def prune(root: Path, keep: int) -> list[str]:
     return removed
 
 
-def verify(gen_dir: Path, fingerprint: str | None) -> dict[str, Any]:
-    """Check a generation's manifest and every file's checksum; return the manifest.
+def verify(gen_dir: Path, fingerprint: str | None) -> Manifest:
+    """Check a generation's manifest (checksum, version, schema) and every file's checksum;
+    return the manifest.
 
     Raises:
-        IndexCorruptError: missing/unknown format, bad checksum, wrong counts.
+        IndexCorruptError: missing/unknown format, bad checksum, a manifest that does not
+            match the schema (``qa.manifest``), a missing or damaged file.
         ModelMismatchError: built with another model than ``fingerprint``.
     """
     try:
@@ -282,36 +286,64 @@ def verify(gen_dir: Path, fingerprint: str | None) -> dict[str, Any]:
             f"{gen_dir}: index format version {body.get('format_version')} is not supported by "
             f"this qa (reads version {FORMAT_VERSION}): rebuild with `qa index --full`"
         )
-    if body.get("generation") != gen_dir.name:
+    checked = qa_manifest.parse(body, str(gen_dir / MANIFEST))
+    if checked.generation != gen_dir.name:
         raise IndexCorruptError(
-            f"{gen_dir / MANIFEST}: manifest belongs to generation {body.get('generation')!r}"
+            f"{gen_dir / MANIFEST}: manifest belongs to generation {checked.generation!r}"
         )
-    if fingerprint is not None and body["model"]["fingerprint"] != fingerprint:
+    model = checked.model
+    if fingerprint is not None and model.fingerprint != fingerprint:
         raise ModelMismatchError(
-            f"{gen_dir} was built with model {body['model']['name']!r} "
-            f"({body['model']['fingerprint'][:12]}), not the configured model "
+            f"{gen_dir} was built with model {model.name!r} "
+            f"({model.fingerprint[:12]}), not the configured model "
             f"({fingerprint[:12]}): use the same model or rebuild with `qa index --full`"
         )
-    for rel, meta in body["files"].items():
+    for rel, meta in checked.files.items():
         path = gen_dir / rel
         if not path.is_file() or path.is_symlink():
             raise IndexCorruptError(f"{path}: listed in the manifest but missing")
-        if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+        try:
+            intact = path.stat().st_size == meta.bytes and sha256_file(path) == meta.sha256
+        except OSError as exc:
+            raise IndexCorruptError(f"{path}: cannot be read ({exc.strerror})") from exc
+        if not intact:
             raise IndexCorruptError(f"{path}: checksum mismatch (file corrupted or truncated)")
-    return body
+    return checked
 
 
 class Generation:
     """One verified, loaded, read-only generation. Safe to share between threads."""
 
-    def __init__(self, gen_dir: Path, manifest: dict[str, Any]) -> None:
+    def __init__(self, gen_dir: Path, manifest: Manifest | dict[str, Any]) -> None:
+        """Load a verified generation (``manifest`` as ``verify`` returns it).
+
+        Raises:
+            IndexCorruptError: a file does not load, or the counts disagree with the manifest.
+        """
+        self.dir = gen_dir
+        self.name = gen_dir.name
+        if not isinstance(manifest, Manifest):
+            manifest = qa_manifest.parse(manifest, str(gen_dir / MANIFEST))
+        self.meta = manifest
+        self.manifest: dict[str, Any] = manifest.raw  # as written (and validated)
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        try:
+            self._load(gen_dir, manifest)
+        except IndexCorruptError:
+            self.close()
+            raise
+        except (OSError, ValueError, RuntimeError, sqlite3.Error, KeyError, TypeError, IndexError) as exc:
+            # checksums matched, yet a file does not read as what it should be: corrupt too
+            self.close()
+            raise IndexCorruptError(f"{gen_dir}: cannot load ({type(exc).__name__}: {exc})") from exc
+        self.text = lru_cache(maxsize=256)(self._text)
+
+    def _load(self, gen_dir: Path, manifest: Manifest) -> None:
         import bm25s
         import faiss
 
-        self.dir = gen_dir
-        self.name = gen_dir.name
-        self.manifest = manifest
-        counts = manifest["counts"]
+        counts = manifest.counts
         self.chunks = np.load(gen_dir / "chunks.npy", allow_pickle=False)
         self.chunk_keys = np.load(gen_dir / "chunk_keys.npy", allow_pickle=False)
         self.unit_ptr = np.load(gen_dir / "unit_ptr.npy", allow_pickle=False)
@@ -326,7 +358,6 @@ class Generation:
             uri=True,
             check_same_thread=False,
         )
-        self._db_lock = threading.Lock()
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT row, id, hash, format, size, locations, note FROM documents ORDER BY row"
@@ -338,31 +369,30 @@ class Generation:
             for r in rows
         ]
         problems = []
-        if len(self.chunks) != counts["chunks"] or self.index.ntotal != counts["chunks"]:
+        if len(self.chunks) != counts.chunks or self.index.ntotal != counts.chunks:
             problems.append(
-                f"{counts['chunks']} chunks in the manifest, {len(self.chunks)} in chunks.npy, "
+                f"{counts.chunks} chunks in the manifest, {len(self.chunks)} in chunks.npy, "
                 f"{self.index.ntotal} vectors in FAISS"
             )
-        if len(self.documents) != counts["documents"]:
-            problems.append(f"{counts['documents']} documents in the manifest, {len(self.documents)} stored")
-        if self.index.d != manifest["model"]["dimension"]:
-            problems.append(
-                f"FAISS dimension {self.index.d} != model dimension {manifest['model']['dimension']}"
-            )
+        if len(self.documents) != counts.documents:
+            problems.append(f"{counts.documents} documents in the manifest, {len(self.documents)} stored")
+        if self.index.d != manifest.model.dimension:
+            problems.append(f"FAISS dimension {self.index.d} != model dimension {manifest.model.dimension}")
         if (
-            len(self.units) != counts["units"]
-            or len(self.unit_vectors) != counts["units"]
-            or len(self.unit_ptr) != counts["chunks"] + 1
+            len(self.units) != counts.units
+            or len(self.unit_vectors) != counts.units
+            or len(self.unit_ptr) != counts.chunks + 1
             or (len(self.unit_ptr) and self.unit_ptr[-1] != len(self.units))
-            or len(self.chunk_keys) != counts["chunks"]
+            or len(self.chunk_keys) != counts.chunks
         ):
             problems.append("unit or chunk-key counts differ from the manifest")
         if problems:
             raise IndexCorruptError(f"{gen_dir}: " + "; ".join(problems))
-        self.text = lru_cache(maxsize=256)(self._text)
 
     def _text(self, row: int) -> str:
         with self._db_lock:
+            if self._db is None:
+                raise IndexCorruptError(f"{self.dir}: closed")
             found = self._db.execute("SELECT text FROM documents WHERE row = ?", (row,)).fetchone()
         if found is None:
             raise IndexCorruptError(f"{self.dir}: document row {row} missing")
@@ -380,7 +410,8 @@ class Generation:
 
     def close(self) -> None:
         with self._db_lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
 
 def open_live(root: Path, fingerprint: str | None) -> tuple[Generation, list[str]]:
