@@ -12,6 +12,8 @@ the build lock shared with ``qa index``).
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -266,13 +268,11 @@ def build_ui(service: QAService) -> gr.Blocks:
         """Answer a question from the indexed documents: returns the Answer as JSON
         (question, found, answer, message, generation, quotes[doc, location, start, end, text,
         score, highlight])."""
+        if isinstance(k, bool) or not isinstance(k, int):  # API callers can send anything
+            msg = f"K must be a whole number between 1 and 100, got {_as_json(k)}."
+            raise gr.Error(msg, print_exception=False)
         try:
-            n = int(k)
-        except (TypeError, ValueError, OverflowError):  # API callers can send anything
-            msg = f"K must be a whole number between 1 and 100, got {str(k)[:20]!r}."
-            raise gr.Error(msg, print_exception=False) from None
-        try:
-            return service.ask(question, n).to_dict()
+            return service.ask(question, k).to_dict()
         except QAError as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
 
@@ -392,7 +392,41 @@ def build_ui(service: QAService) -> gr.Blocks:
         demo.load(refresh_docs, None, doc_outputs, show_progress="hidden", **private)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
+    _refuse_short_calls(demo)
     return demo
+
+
+def _as_json(value: Any, limit: int = 20) -> str:
+    """A value an API caller sent, as JSON (not a Python repr), cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = "a value of another type"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refuse_short_calls(demo: gr.Blocks) -> None:
+    """Answer an API call that sends too few values with a clear message.
+
+    Gradio raises a ValueError listing Python reprs of its components, which the queue logs
+    with a traceback and sends to the caller; this says which values the endpoint takes.
+    """
+    check = demo.validate_inputs
+
+    def validate(block_fn: Any, inputs: list[Any]) -> None:
+        wanted = len(block_fn.inputs)
+        if len(inputs) < wanted:
+            try:
+                names = list(inspect.signature(block_fn.fn).parameters)[:wanted]
+            except (TypeError, ValueError):
+                names = []
+            takes = f" [{', '.join(names)}]" if len(names) == wanted else ""
+            raise gr.Error(
+                f"This endpoint takes {wanted} values{takes}, got {len(inputs)}.", print_exception=False
+            )
+        check(block_fn, inputs)
+
+    setattr(demo, "validate_inputs", validate)  # noqa: B010  (an instance override, not a method)
 
 
 def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> gr.Blocks:

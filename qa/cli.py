@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from qa.errors import QAError
+from qa.sanitize import printable, printable_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +64,7 @@ def _edge(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except QAError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -76,6 +77,24 @@ def _edge(func: F) -> F:
 @click.version_option(package_name="qa", message="qa %(version)s")
 def main() -> None:
     """qa: answers from your documents as verbatim quotes you can check."""
+    _printable_logs()
+
+
+def _printable_logs() -> None:
+    """qa's log warnings reach the terminal through logging's last-resort handler when
+    nothing is configured: give them one that escapes them (same format otherwise)."""
+    import logging
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    log = logging.getLogger("qa")
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(Printable("%(message)s"))
+        log.addHandler(handler)
 
 
 def _bar_progress() -> Callable[[str, int, int], None]:
@@ -119,9 +138,9 @@ def index_cmd(corpus: Path | None, index: Path | None, model: Path | None, full:
     settings = _settings(corpus=corpus, index=index, model=model)
     report = build_index(settings, full=full, progress=_bar_progress())
     if as_json:
-        click.echo(json.dumps(asdict(report), indent=1))
+        click.echo(printable_json(asdict(report), indent=1))
     else:
-        click.echo(report.summary())
+        click.echo(printable(report.summary()))
 
 
 @main.command("ask")
@@ -140,20 +159,22 @@ def ask_cmd(
     settings = _settings(index=index, model=model)
     idx = Index.load(settings.index, settings)
     for w in idx.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {printable(w)}", err=True)
     answer = idx.ask(" ".join(question), k)
     if as_json:
-        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        click.echo(printable_json(answer.to_dict()))
         return
+    # Document text is data: printable() shows its control characters instead of obeying them.
     if answer.found:
-        click.echo(click.style("Answer: ", bold=True) + answer.answer)
+        click.echo(click.style("Answer: ", bold=True) + printable(answer.answer))
     else:
-        click.echo(click.style(answer.message, bold=True))
+        click.echo(click.style(printable(answer.message), bold=True))
     for i, q in enumerate(answer.quotes, 1):
         where = f"{q.doc}" + (f", {q.location}" if q.location else "")
-        click.echo(f"\n[{i}] {where}  [{q.start}:{q.end}]  score {q.score:.3f}")
+        click.echo(f"\n[{i}] {printable(where)}  [{q.start}:{q.end}]  score {q.score:.3f}")
         a, b = q.highlight[0] - q.start, q.highlight[1] - q.start
-        click.echo("  > " + q.text[:a] + click.style(q.text[a:b], bold=True, underline=True) + q.text[b:])
+        marked = click.style(printable(q.text[a:b]), bold=True, underline=True)
+        click.echo("  > " + printable(q.text[:a]) + marked + printable(q.text[b:]))
 
 
 @main.group("eval")
@@ -175,7 +196,7 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
     if as_json:
-        click.echo(text)
+        click.echo(printable(text))
         return
     for key, value in result.items():
         if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
@@ -186,7 +207,7 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
         elif isinstance(value, float):
             click.echo(f"{key:28s} {value:.4f}")
         else:
-            click.echo(f"{key:28s} {value}")
+            click.echo(printable(f"{key:28s} {value}"))
 
 
 @eval_group.command("squad")
@@ -266,22 +287,26 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
     gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
     m = gen.meta
     if as_json:
-        click.echo(json.dumps(gen.manifest, indent=1, ensure_ascii=False))
+        click.echo(printable_json(gen.manifest, indent=1))
         return
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {printable(w)}", err=True)
     c = m.counts
     size = sum(f.bytes for f in m.files.values())
     click.echo(
-        f"index       {settings.index.resolve()}  (generation {m.generation}, "
-        f"format {m.format_version}, qa {m.qa_version})"
+        printable(
+            f"index       {settings.index.resolve()}  (generation {m.generation}, "
+            f"format {m.format_version}, qa {m.qa_version})"
+        )
     )
-    click.echo(f"built       {m.created}")
+    click.echo(printable(f"built       {m.created}"))
     click.echo(
-        f"model       {m.model.name}  dim {m.model.dimension}  "
-        f"sha256 {m.model.fingerprint[:12]}  embedded in {m.model.precision}"
+        printable(
+            f"model       {m.model.name}  dim {m.model.dimension}  "
+            f"sha256 {m.model.fingerprint[:12]}  embedded in {m.model.precision}"
+        )
     )
-    click.echo(f"metric      {m.metric}")
+    click.echo(printable(f"metric      {m.metric}"))
     click.echo(
         f"chunking    {m.chunking.max_tokens} tokens max, overlap {m.chunking.overlap_sentences} sentence(s)"
     )
@@ -290,9 +315,9 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
         f"{c.units} sentences, {c.skipped} skipped; {size / 2**20:.1f} MiB on disk"
     )
     for d in m.documents:
-        click.echo(f"  {d.id}  {d.format}  {d.size} bytes  {d.chunks} chunks")
+        click.echo(printable(f"  {d.id}  {d.format}  {d.size} bytes  {d.chunks} chunks"))
     for s in m.skipped:
-        click.echo(f"  skipped {s.id}: {s.reason}")
+        click.echo(printable(f"  skipped {s.id}: {s.reason}"))
 
 
 @main.command("serve")
@@ -327,7 +352,7 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
 
         progress = _bar_progress() if sys.stderr.isatty() else lines
         report = build_index(settings, progress=progress)  # nothing served yet: all build threads
-        click.echo(report.summary(), err=True)
+        click.echo(printable(report.summary()), err=True)
     from qa.app import create_app, launch
 
     app = create_app(settings)

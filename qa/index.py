@@ -6,6 +6,7 @@ with a single generation even while ``reload()`` swaps in a new one from another
 
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from qa import answering, retrieval, store
 from qa.answering import Answer
 from qa.embedding import Embedder, get_embedder
 from qa.errors import InvalidQuestionError
+from qa.sanitize import clean_question
 from qa.settings import Settings
 
 
@@ -101,10 +103,14 @@ class Index:
     def ask(self, question: str, k: int | None = None) -> Answer:
         """Answer ``question`` with up to ``k`` verbatim quotes (default ``settings.top_k``).
 
+        Undecodable input (surrogate code points, e.g. from undecodable command-line bytes)
+        is replaced with U+FFFD first (``qa.sanitize.clean_question``), for every caller.
+
         Raises:
-            InvalidQuestionError: empty or longer than ``settings.max_question_chars``.
+            InvalidQuestionError: empty or longer than ``settings.max_question_chars``, or
+                ``k`` is not a whole number between 1 and 100.
         """
-        q = " ".join(question.split()) if isinstance(question, str) else ""
+        q = " ".join(clean_question(question).split()) if isinstance(question, str) else ""
         if not q:
             raise InvalidQuestionError("the question is empty: type a question")
         if len(q) > self.settings.max_question_chars:
@@ -113,6 +119,8 @@ class Index:
                 f"{self.settings.max_question_chars} (QA_MAX_QUESTION_CHARS)"
             )
         k = self.settings.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):  # 2.7 or True is not a count
+            raise InvalidQuestionError(f"k must be a whole number between 1 and 100, not {type(k).__name__}")
         if not 1 <= k <= 100:
             raise InvalidQuestionError(f"k must be between 1 and 100, got {k}")
         gen = self._gen  # one snapshot for the whole question

@@ -47,7 +47,6 @@ class DeleteRefusedError(QAError):
 
 
 _NAME_BAD = re.compile(r"[^\w.\-+,() ]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can carry them; UTF-8 and the tokenizer cannot
 
 
 def safe_upload_name(name: str) -> str:
@@ -142,8 +141,6 @@ class QAService:
 
     def ask(self, question: str, k: int | None = None) -> Answer:
         """Answer ``question`` with ``k`` quotes. Raises QAError subclasses."""
-        if isinstance(question, str):
-            question = _LONE_SURROGATE.sub("\ufffd", question)
         return self.index().ask(question, k)
 
     def source(self, q: Quote) -> str:
