@@ -155,8 +155,12 @@ def _quote_at(history: Sequence[Turn], cite: str | None) -> Quote | None:
         return None
 
 
-def build_ui(service: QAService) -> gr.Blocks:
-    """The Blocks for ``service`` (``create_app`` is the usual entry point)."""
+def build_ui(service: QAService, read_only: bool = False) -> gr.Blocks:
+    """The Blocks for ``service`` (``create_app`` is the usual entry point).
+
+    ``read_only`` serves the chat alone: the Documents tab is hidden and its upload, delete
+    and rebuild events are not registered, so no API call can reach them either.
+    """
     settings = service.settings
     examples = DEFAULT_EXAMPLES if (service.corpus / DEFAULT_DOC).is_file() else []
 
@@ -344,7 +348,7 @@ def build_ui(service: QAService) -> gr.Blocks:
                         container=True,
                         padding=True,
                     )
-            with gr.Tab("Documents", id="documents"):
+            with gr.Tab("Documents", id="documents", visible=not read_only):
                 docs_table = gr.HTML(
                     render_documents(service.documents()),
                     js_on_load=None,
@@ -385,11 +389,14 @@ def build_ui(service: QAService) -> gr.Blocks:
         transcript.click(on_cite, [history], source, show_progress="hidden", **private)
         cite_pick.input(on_pick, [cite_pick, history], source, show_progress="hidden", **private)
         doc_outputs = [docs_table, delete_pick, info]
-        upload.upload(on_upload, upload, [upload_out, upload, *doc_outputs], **private)
-        delete_btn.click(on_delete, delete_pick, [upload_out, *doc_outputs], **private)
-        rebuild_btn.click(on_rebuild, None, [build_out, *doc_outputs], show_progress_on=build_out, **private)
-        refresh_btn.click(refresh_docs, None, doc_outputs, **private)
-        demo.load(refresh_docs, None, doc_outputs, show_progress="hidden", **private)
+        if not read_only:  # read-only: these events do not exist, on the page or in the API
+            upload.upload(on_upload, upload, [upload_out, upload, *doc_outputs], **private)
+            delete_btn.click(on_delete, delete_pick, [upload_out, *doc_outputs], **private)
+            rebuild_btn.click(
+                on_rebuild, None, [build_out, *doc_outputs], show_progress_on=build_out, **private
+            )
+            refresh_btn.click(refresh_docs, None, doc_outputs, **private)
+            demo.load(refresh_docs, None, doc_outputs, show_progress="hidden", **private)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
     _refuse_short_calls(demo)
@@ -429,18 +436,21 @@ def _refuse_short_calls(demo: gr.Blocks) -> None:
     setattr(demo, "validate_inputs", validate)  # noqa: B010  (an instance override, not a method)
 
 
-def create_app(settings: Settings | None = None, embedder: Embedder | None = None) -> gr.Blocks:
+def create_app(
+    settings: Settings | None = None, embedder: Embedder | None = None, *, read_only: bool = False
+) -> gr.Blocks:
     """The web app for ``settings`` (default ``Settings()``), not launched.
 
     ``embedder`` replaces the configured model (tests pass a fake). If no index exists yet the
-    app still starts; the Documents tab's “Rebuild index” builds one.
+    app still starts; the Documents tab's “Rebuild index” builds one. ``read_only`` serves the
+    chat alone (no upload, delete or rebuild).
     """
     settings = settings or Settings()
     if embedder is not None:
-        return build_ui(QAService(settings, embedder, embedder))
+        return build_ui(QAService(settings, embedder, embedder), read_only)
     query = get_embedder(settings.model, settings.threads, settings.batch_size)
     build = build_embedder(settings, threads=settings.threads)
-    return build_ui(QAService(settings, query, build))
+    return build_ui(QAService(settings, query, build), read_only)
 
 
 def launch(
@@ -451,10 +461,13 @@ def launch(
     *,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    auth: list[tuple[str, str]] | None = None,
 ) -> Any:
     """Serve ``app`` on ``host:port`` with qa's limits (upload size from ``max_file_mb``).
 
-    Never shares through a public tunnel. Returns what ``Blocks.launch`` returns.
+    ``auth`` (user, password) pairs require a login for the page and every API route
+    (``qa.access`` decides when). Never shares through a public tunnel. Returns what
+    ``Blocks.launch`` returns.
     """
     return app.launch(
         server_name=host,
@@ -468,4 +481,5 @@ def launch(
         show_error=True,
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
+        auth=auth,
     )

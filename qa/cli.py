@@ -330,16 +330,40 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port to listen on."
 )
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Require a login: a file of user:password lines (chmod 600); or set $QA_SERVE_AUTH=user:password.",
+)
+@click.option(
+    "--no-auth", is_flag=True, help="Serve a non-loopback --host without a login (trusted networks)."
+)
+@click.option("--read-only", is_flag=True, help="Chat only: no upload, delete or rebuild (page and API).")
 @_edge
-def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host: str, port: int) -> None:
-    """Serve the chat UI at http://HOST:PORT; builds the index first if there is none."""
+def serve_cmd(
+    index: Path | None,
+    corpus: Path | None,
+    model: Path | None,
+    host: str,
+    port: int,
+    auth_file: Path | None,
+    no_auth: bool,
+    read_only: bool,
+) -> None:
+    """Serve the chat UI at http://HOST:PORT; builds the index first if there is none.
+
+    Any --host but loopback needs a login (--auth-file or $QA_SERVE_AUTH) or --no-auth.
+    """
     import time
 
     from qa import store
+    from qa.access import is_loopback, serve_auth
     from qa.building import build_index
     from qa.embedding import get_embedder
 
     settings = _settings(index=index, corpus=corpus, model=model)
+    auth = serve_auth(host, auth_file, no_auth)  # refused before anything is built or bound
     if not store.generation_names(settings.index):
         click.echo(f"No index at {settings.index}: building one from {settings.corpus} ...", err=True)
         last: dict[str, float] = {}
@@ -355,21 +379,22 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
         click.echo(printable(report.summary()), err=True)
     from qa.app import create_app, launch
 
-    app = create_app(settings)
+    app = create_app(settings, read_only=read_only)
     embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
     click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if auth is None and not is_loopback(host):
+        can = "read" if read_only else "read, upload and delete"
         click.echo(
-            f"warning: serving on {host} without authentication: anyone who can reach it "
-            "can read, upload and delete documents",
+            f"warning: serving on {host} without a login (--no-auth): "
+            f"anyone who can reach it can {can} documents",
             err=True,
         )
     click.echo(
         f"Serving on http://{'[' + host + ']' if ':' in host else host}:{port} (Ctrl+C stops)", err=True
     )
-    launch(app, settings, host=host, port=port, quiet=True)
+    launch(app, settings, host=host, port=port, quiet=True, auth=auth)
 
 
 if __name__ == "__main__":  # pragma: no cover

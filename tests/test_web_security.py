@@ -191,7 +191,7 @@ def test_qa_serve_defaults_to_loopback(
     args = ["serve", "--corpus", str(settings.corpus), "--index", str(settings.index)]
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
-    assert calls == [{"host": "127.0.0.1", "port": 7860, "quiet": True}]
+    assert calls == [{"host": "127.0.0.1", "port": 7860, "quiet": True, "auth": None}]
     assert "warning" not in result.output
 
 
