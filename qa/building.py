@@ -77,7 +77,7 @@ def chunk_key(text: str, units: list[tuple[int, int]]) -> bytes:
     return digest.digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 64 MB file has 100k+ chunks
 class _Chunk:
     """A chunk of one document: its span and its units' spans, in document offsets."""
 
@@ -97,7 +97,8 @@ _Vectors = dict[bytes, tuple[np.ndarray, np.ndarray]]
 
 
 def _chunks_of(text: str, embedder: Embedder, max_tokens: int, overlap: int) -> list[_Chunk]:
-    chunked = chunking.chunk_text(text, embedder.token_starts(text), max_tokens, overlap)
+    # Tokenized one segment at a time: the whole text's tokens with offsets took ~600 bytes per token.
+    chunked = chunking.chunk_stream(text, embedder.token_starts, max_tokens, overlap)
     units = chunked.units
     out, first = [], 0
     for start, end in chunked.chunks:
@@ -198,6 +199,7 @@ def build_index(
         "overlap_sentences": settings.chunk_overlap,
         "splitter": "blingfire",
         "parser_version": PARSER_VERSION,
+        "max_chars": chunking.MAX_CHUNK_CHARS,
     }
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -275,12 +277,14 @@ def build_index(
                 [u for _, u in todo.values()],
                 lambda d, n: report("embedding", d, n),
             )
-            known.update(zip(todo, zip(fresh, fresh_units, strict=True), strict=True))
+            # Unit vectors are stored as float16: never stack them all in float32 first
+            # (650k sentences of a 64 MB file: 1 GB, then a 0.5 GB copy).
+            half = [np.asarray(u, np.float16) for u in fresh_units]
+            known.update(zip(todo, zip(fresh, half, strict=True), strict=True))
         dim = embedder.dimension
         vectors = np.vstack([known[k][0] for k in keys]) if keys else np.zeros((0, dim), np.float32)
         unit_vectors = [known[k][1] for k in keys]
         units = np.asarray(unit_spans, np.int64).reshape(-1, 2)
-        unit_matrix = np.vstack(unit_vectors) if unit_vectors else np.zeros((0, dim), np.float16)
         report("embedding", len(todo), len(todo))
         timings["embed"] = time.perf_counter() - t
 
@@ -326,7 +330,7 @@ def build_index(
                 np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16),
                 np.asarray(unit_ptr, np.int64),
                 units,
-                unit_matrix,
+                unit_vectors,  # written chunk by chunk, never stacked (hundreds of MB for a large file)
                 vectors,
                 bm25,
                 manifest,
