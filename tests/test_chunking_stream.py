@@ -195,3 +195,23 @@ def test_unit_vectors_are_written_without_stacking(tmp_path: Path, sizes: list[i
     stacked = np.vstack(parts).astype(np.float16) if parts else np.zeros((0, 8), np.float16)
     np.save(folder / "whole.npy", stacked, allow_pickle=False)
     assert (folder / "parts.npy").read_bytes() == (folder / "whole.npy").read_bytes()
+
+
+def test_quotes_of_pathological_documents_are_capped(tmp_path: Path) -> None:
+    import qa
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i, text in enumerate(_pathological().values()):
+        (corpus / f"doc{i}.txt").write_text(text + "\nThe heron waits in the reeds.\n")
+    settings = qa.Settings(corpus=corpus, index=tmp_path / "i", min_score=0.3)
+    report = qa.build_index(settings=settings, embedder=FAKE)
+    assert not report.failed, report.summary()
+    index = qa.Index.load(settings.index, settings, embedder=FAKE)
+    gen = index.generation
+    lengths = [int(e - s) for _, s, e in gen.chunks]
+    assert max(lengths) <= MAX_CHUNK_CHARS
+    texts = {info.id: gen.document(info.row).text for info in gen.documents}
+    for question in ("heron reeds", "xxxxxxxx", "word word", "start end"):
+        for q in index.ask(question, k=10).quotes:
+            assert len(q.text) <= MAX_CHUNK_CHARS and texts[q.doc][q.start : q.end] == q.text
