@@ -350,7 +350,7 @@ def build_ui(service: QAService, read_only: bool = False) -> gr.Blocks:
                     )
             with gr.Tab("Documents", id="documents", visible=not read_only):
                 docs_table = gr.HTML(
-                    render_documents(service.documents()),
+                    "" if read_only else render_documents(service.documents()),  # not even in the config
                     js_on_load=None,
                     css_template=_DOCS_CSS,
                     elem_id="qa-docs",
@@ -373,7 +373,7 @@ def build_ui(service: QAService, read_only: bool = False) -> gr.Blocks:
                         )
                     with gr.Column():
                         delete_pick = gr.Dropdown(
-                            choices=service.corpus_files(),
+                            choices=[] if read_only else service.corpus_files(),
                             value=None,
                             label="Delete a document from the corpus",
                             elem_id="qa-delete-pick",

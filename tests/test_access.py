@@ -135,7 +135,9 @@ def test_read_only_registers_no_corpus_event(
     assert _state(settings) == before
     res = Client(url, verbose=False).predict(QUESTION, 2, api_name="/ask")
     assert res["found"] is True
-    tabs = [c["props"] for c in httpx.get(url + "config").json()["components"] if c.get("type") == "tabitem"]
+    config = httpx.get(url + "config").text
+    assert "notes.md" not in config  # the corpus listing is not served either
+    tabs = [c["props"] for c in json.loads(config)["components"] if c.get("type") == "tabitem"]
     assert [t["visible"] for t in tabs if t.get("label") == "Documents"] == [False]  # not on the page
     capfd.readouterr()
 
