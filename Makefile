@@ -35,7 +35,7 @@ lint: install-test
 	$(BIN)/mypy
 
 unit: install-test
-	$(BIN)/python -m pytest -m "not model and not browser"
+	$(BIN)/python -m pytest -m "not model and not browser and not slow"
 
 test: install-test chromium lint
 	$(BIN)/python -m pytest

@@ -13,6 +13,8 @@ the build lock shared with ``qa index``).
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -242,9 +244,13 @@ def _quote_at(history: Sequence[Turn], cite: str | None) -> Quote | None:
         return None
 
 
-def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
+def build_ui(service: QAService, watcher: Watcher | None = None, read_only: bool = False) -> gr.Blocks:
     """The Blocks for ``service`` (``create_app`` is the usual entry point); with a running
-    ``watcher`` the page says what it is doing and when the index last changed."""
+    ``watcher`` the page says what it is doing and when the index last changed.
+
+    ``read_only`` serves the chat alone: the Documents tab is not built and its upload, delete
+    and rebuild events are not registered, so no API call can reach them either.
+    """
     settings = service.settings
     examples = DEFAULT_EXAMPLES if (service.corpus / DEFAULT_DOC).is_file() else []
 
@@ -314,14 +320,12 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
         quotes[doc, location, start, end, text, score, highlight, supports]). ``history``: the
         conversation's earlier questions, oldest first, to answer a follow-up ("Where will they
         build it?") as in the chat."""
+        if isinstance(k, bool) or not isinstance(k, int):  # API callers can send anything
+            msg = f"K must be a whole number between 1 and 100, got {_as_json(k)}."
+            raise gr.Error(msg, print_exception=False)
         try:
-            n = int(k)
-        except (TypeError, ValueError, OverflowError):  # API callers can send anything
-            msg = f"K must be a whole number between 1 and 100, got {str(k)[:20]!r}."
-            raise gr.Error(msg, print_exception=False) from None
-        try:
-            earlier = service.replay(history, n) if history else []
-            return service.ask(question, n, earlier).to_dict()
+            earlier = service.replay(history, k) if history else []
+            return service.ask(question, k, earlier).to_dict()
         except QAError as exc:
             raise gr.Error(friendly(exc), print_exception=False) from None
 
@@ -412,8 +416,10 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
                         padding=True,
                     )
             private: dict[str, Any] = {"api_visibility": "private"}
-            with gr.Tab("Documents", id="documents"):
-                docs = documents_tab(service, info, private)
+            docs = None
+            if not read_only:  # read-only: no tab, no events, nothing of the corpus in the config
+                with gr.Tab("Documents", id="documents"):
+                    docs = documents_tab(service, info, private)
 
         ask_outputs = [transcript, history, question, cite_pick]
         ask_btn.click(on_ask, [question, k, history], ask_outputs, **private)
@@ -429,35 +435,82 @@ def build_ui(service: QAService, watcher: Watcher | None = None) -> gr.Blocks:
         cite_pick.input(on_pick, [cite_pick, history], source, show_progress="hidden", **private)
         if example_box is not None:  # an example asks at once, like typing it and pressing Ask
             example_box.load_input_event.then(on_ask, [question, k, history], ask_outputs, **private)
-        demo.load(docs.refresh, None, docs.outputs, show_progress="hidden", **private)
+        if docs is not None:
+            demo.load(docs.refresh, None, docs.outputs, show_progress="hidden", **private)
         if watcher is not None:
             seen = gr.State("")  # the generation this page last showed
+            doc_outputs = docs.outputs if docs is not None else []
 
             def on_tick(shown: str) -> tuple[Any, ...]:
                 line = _watch_line(watcher, service)
                 gen = watcher.status().generation
-                if gen == shown:
-                    return (line, shown, *(gr.skip() for _ in docs.outputs))
+                if gen == shown or docs is None:
+                    return (line, gen, *(gr.skip() for _ in doc_outputs))
                 return (line, gen, *docs.update())
 
             timer = gr.Timer(2.0)
             # outside the queue: many open pages ticking must not take the questions' places
-            outputs = [watch_line, seen, *docs.outputs]
+            outputs = [watch_line, seen, *doc_outputs]
             timer.tick(on_tick, seen, outputs, show_progress="hidden", queue=False, **private)
         gr.api(api_ask, api_name="ask")
     demo.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_SIZE)
+    _refuse_short_calls(demo)
     return demo
 
 
+def _as_json(value: Any, limit: int = 20) -> str:
+    """A value an API caller sent, as JSON (not a Python repr), cut to ``limit`` characters."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = "a value of another type"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refuse_short_calls(demo: gr.Blocks) -> None:
+    """Answer an API call that sends too few values with a clear message.
+
+    Gradio raises a ValueError listing Python reprs of its components, which the queue logs
+    with a traceback and sends to the caller; this says which values the endpoint takes.
+    """
+    check = demo.validate_inputs
+
+    def validate(block_fn: Any, inputs: list[Any]) -> None:
+        wanted = len(block_fn.inputs)
+        try:
+            params = list(inspect.signature(block_fn.fn).parameters.values())[:wanted]
+        except (TypeError, ValueError):
+            params = []
+        optional = [p.default for p in params if p.default is not inspect.Parameter.empty]
+        required = wanted - len(optional) if len(params) == wanted else wanted
+        if len(inputs) < required:
+            names = [p.name for p in params]
+            takes = f" [{', '.join(names)}]" if len(names) == wanted else ""
+            count = f"{required} to {wanted}" if required < wanted else f"{wanted}"
+            raise gr.Error(
+                f"This endpoint takes {count} values{takes}, got {len(inputs)}.", print_exception=False
+            )
+        # optional values left out (``history`` of /ask): their defaults, as a Python call would
+        inputs.extend(optional[len(inputs) - required :] if len(inputs) < wanted else [])
+        check(block_fn, inputs)
+
+    setattr(demo, "validate_inputs", validate)  # noqa: B010  (an instance override, not a method)
+
+
 def create_app(
-    settings: Settings | None = None, embedder: Embedder | None = None, *, watch: bool = False
+    settings: Settings | None = None,
+    embedder: Embedder | None = None,
+    *,
+    watch: bool = False,
+    read_only: bool = False,
 ) -> gr.Blocks:
     """The web app for ``settings`` (default ``Settings()``), not launched.
 
     ``embedder`` replaces the configured model (tests pass a fake). If no index exists yet the
     app still starts; the Documents tab's “Rebuild index” builds one. ``watch`` starts a
     ``qa.watching.Watcher`` on the corpus: changes are indexed in the background (threads
-    end with the process).
+    end with the process). ``read_only`` serves the chat alone (no upload, delete or
+    rebuild).
     """
     settings = settings or Settings()
     if embedder is not None:
@@ -467,7 +520,7 @@ def create_app(
         build = build_embedder(settings, threads=settings.threads)
         service = QAService(settings, query, build)
     watcher = watch_service(service).start() if watch else None
-    return build_ui(service, watcher)
+    return build_ui(service, watcher, read_only)
 
 
 def _watch_line(watcher: Watcher | None, service: QAService) -> str:
@@ -487,10 +540,13 @@ def launch(
     *,
     prevent_thread_lock: bool = False,
     quiet: bool = False,
+    auth: list[tuple[str, str]] | None = None,
 ) -> Any:
     """Serve ``app`` on ``host:port`` with qa's limits (upload size from ``max_file_mb``).
 
-    Never shares through a public tunnel. Returns what ``Blocks.launch`` returns.
+    ``auth`` (user, password) pairs require a login for the page and every API route
+    (``qa.access`` decides when). Never shares through a public tunnel. Returns what
+    ``Blocks.launch`` returns.
     """
     return app.launch(
         server_name=host,
@@ -504,4 +560,5 @@ def launch(
         show_error=True,
         prevent_thread_lock=prevent_thread_lock,
         quiet=quiet,
+        auth=auth,
     )

@@ -34,7 +34,7 @@ class Assembled:
     keys: np.ndarray
     unit_ptr: np.ndarray
     units: np.ndarray
-    unit_vectors: np.ndarray
+    unit_vectors: list[np.ndarray]  # float16, one array per chunk
     vectors: np.ndarray
     texts: list[str]
     dense: Any
@@ -84,7 +84,7 @@ def assemble(
         np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16),
         unit_ptr,
         np.asarray(spans, np.int64).reshape(-1, 2),
-        np.vstack(unit_parts) if unit_parts else np.zeros((0, dim), np.float16),
+        unit_parts,  # written chunk by chunk, never stacked (hundreds of MB for a large file)
         matrix,
         texts,
         index,

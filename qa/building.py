@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from qa import __version__, store
+from qa import __version__, chunking, store
 from qa import vectors as dense_vectors
 from qa.assembling import Assembled, assemble, commit
 from qa.documents import Document, Skipped, discover
@@ -207,11 +207,12 @@ def build_index(
         "overlap_sentences": config.overlap,
         "splitter": "blingfire",
         "parser_version": PARSER_VERSION,
+        "max_chars": chunking.MAX_CHUNK_CHARS,
     }
     dense_vectors.choose(0, embedder.dimension, settings.dense_index)  # a bad QA_DENSE_INDEX fails first
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20))
+    sources, skipped = discover(corpus, int(settings.max_file_mb * 2**20), settings.max_depth)
     notes: list[Skipped] = []
     if not sources:  # say so: an empty index built without a word looks like a bug
         what = "has no supported documents" if skipped else "is empty"

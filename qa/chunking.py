@@ -8,13 +8,22 @@ Worked example, with ``max_tokens=200`` and ``overlap=1``: sentences of 90, 80, 
 (s2 repeated as overlap, 210 > 200, so B = s2+s3 = 150) and chunk C = s3+s4 (130).
 Fewer units are repeated when the overlap and the next new sentence would not fit together,
 so every chunk brings new text. A sentence longer than ``max_tokens`` is cut at token
-boundaries (between words when possible) into pieces that fit.
+boundaries (between words when possible) into pieces that fit. Chunks are capped in characters
+too (``MAX_CHUNK_CHARS``, about 3x the longest chunk of ordinary text): a token can be long
+(a 10,000-letter "word" is one unknown token, a letter with 50 combining marks one token,
+indentation is no token at all), so a sentence is also cut where it outgrows the cap.
+
+Memory: ``chunk_stream`` never tokenizes the whole text. It walks the text block by block and
+tokenizes one segment (``SEGMENT_CHARS``, whole blocks, cut only where whitespace separates
+tokens) at a time, so a 64 MB file costs the tokenizer about 60 MB at a time instead of
+hundreds of bytes per token of the whole file. The chunks are the same as tokenizing the whole
+text at once: a token never spans whitespace.
 
 Invariants (property-tested): every non-blank character belongs to at least one chunk;
 chunks and units are trimmed, non-empty spans; units are sorted, disjoint and each inside a
 chunk; a chunk holds at most ``max_tokens`` token starts (unless more than that many tokens
-start at one offset); chunk starts and ends strictly increase; consecutive chunks share at
-most ``overlap`` units.
+start at one offset) and at most ``max_chars`` characters; chunk starts and ends strictly
+increase; consecutive chunks share at most ``overlap`` units.
 Non-goals: semantic chunking, layout-aware chunking of tables.
 """
 
@@ -22,7 +31,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +46,20 @@ _BLOCK_START = re.compile(r"[ \t]*(?:#{1,6}\s|[-*+]\s|\d{1,3}[.)]\s|>|\|)")
 _HEADING = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
 # Longest stretch of text handed to blingfire at once (see _windows).
 MAX_SPLIT_CHARS = 50_000
+# Longest chunk (and sentence unit) in characters. Ordinary text stays far below it (SQuAD,
+# SciFact, this README: 1,230 at most with 200 MiniLM tokens), so only pathological text is cut.
+MAX_CHUNK_CHARS = 4000
+# Text tokenized at once by chunk_stream; longer only where no safe cut exists (up to 1 MiB).
+SEGMENT_CHARS = 65_536
+_SEGMENT_HARD_CAP = 2**20
+# Line boundaries of str.splitlines, found without splitting the whole text into lines.
+_LINE_BREAK = re.compile("\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+# Characters that separate tokens for every tokenizer qa uses: WordPiece's normaliser deletes
+# other control characters (so "a\fb" is one word to it) but turns these into spaces.
+_SEPARATORS = frozenset(" \t\n\r\u2028\u2029")
+# Where to cut inside an over-long sentence (``_char_cut``): start of a word, then anywhere.
+_WORD_START = re.compile(r"(?<=\s)\S")
+TokenStarts = Callable[[int, int], np.ndarray]  # (start, end) -> sorted token starts in [start, end)
 _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
 
 
@@ -61,28 +85,47 @@ def is_label(line: str) -> bool:
     return len(line) < 60 and not line.endswith(_TERMINAL)
 
 
-def _blocks(text: str) -> list[Span]:
-    """Paragraph-like blocks: split at blank lines, Markdown block starts and heading-like lines."""
-    blocks: list[Span] = []
+def _lines(text: str) -> Iterator[Span]:
+    """The spans of ``text.splitlines(keepends=True)``, one at a time."""
+    pos = 0
+    for m in _LINE_BREAK.finditer(text):
+        yield pos, m.end()
+        pos = m.end()
+    if pos < len(text):
+        yield pos, len(text)
+
+
+def _blank_or_label(text: str, start: int, end: int) -> bool:
+    """``not s or is_label(s)`` for ``s = text[start:end].strip()``, without copying a long line."""
+    first = _NON_SPACE.search(text, start, end)
+    if first is None:
+        return True
+    if _NON_SPACE.search(text, first.start() + 60, end) is not None:
+        return False  # over 60 characters once stripped
+    return is_label(text[first.start() : min(end, first.start() + 60)].rstrip())
+
+
+def _blocks(text: str) -> Iterator[Span]:
+    """Paragraph-like blocks: split at blank lines, Markdown block starts and heading-like lines.
+
+    Lazy, and lines are matched in place: a 50 MB one-line file is never copied.
+    """
     start = 0
     pos = 0
-    prev_line = ""
-    for line in text.splitlines(keepends=True):
-        stripped_prev = prev_line.strip()
-        breaks = (
-            not stripped_prev
-            or _BLOCK_START.match(line) is not None
-            or _HEADING.match(prev_line) is not None
-            or is_label(stripped_prev)
+    prev: Span | None = None
+    for line_start, line_end in _lines(text):
+        breaks = prev is not None and (
+            _BLOCK_START.match(text, line_start, line_end) is not None
+            or _HEADING.match(text, prev[0], prev[1]) is not None
+            or _blank_or_label(text, *prev)
         )
         if pos > start and breaks:
-            blocks.append((start, pos))
+            yield start, pos
             start = pos
-        pos += len(line)
-        prev_line = line
+        pos = line_end
+        prev = (line_start, line_end)
     if pos > start:
-        blocks.append((start, pos))
-    return blocks
+        yield start, pos
 
 
 # A first line this long or longer is body text, not a title.
@@ -120,7 +163,7 @@ def is_heading(text: str, start: int, end: int) -> bool:
     return len(line) < TITLE_CHARS and first is not None and first.start() == start and blank_after
 
 
-def _windows(text: str, blocks: list[Span]) -> Iterator[Span]:
+def _windows(text: str, blocks: Iterable[Span]) -> Iterator[Span]:
     """The blocks, with any block longer than ``MAX_SPLIT_CHARS`` cut into consecutive windows.
 
     blingfire allocates about 20 bytes per input byte and its Python wrapper loops over every
@@ -145,24 +188,48 @@ def split_sentences(text: str) -> list[Span]:
     Boundaries come from blingfire within each block; only its sentence *starts* are used and
     each sentence runs to the next start, so coverage holds whatever the splitter returns.
     """
-    import blingfire
-
     spans: list[Span] = []
     for b_start, b_end in _windows(text, _blocks(text)):
-        block = text[b_start:b_end]
-        if not block.strip():
-            continue
-        try:
-            _, offsets = blingfire.text_to_sentences_and_offsets(block)
-            cuts = {s for s, _ in offsets if 0 < s < len(block)}
-        except Exception:  # unencodable text, or blingfire's own assertions: one sentence
-            cuts = set()
-        bounds = [0, *sorted(cuts), len(block)]
-        for a, b in itertools.pairwise(bounds):
-            span = _strip(text, b_start + a, b_start + b)
-            if span:
-                spans.append(span)
+        spans.extend(_sentences(text, b_start, b_end))
     return spans
+
+
+def _sentences(text: str, b_start: int, b_end: int) -> list[Span]:
+    """The sentences of one window (see ``split_sentences``)."""
+    import blingfire
+
+    block = text[b_start:b_end]
+    if not block.strip():
+        return []
+    try:
+        _, offsets = blingfire.text_to_sentences_and_offsets(block)
+        cuts = {s for s, _ in offsets if 0 < s < len(block)}
+    except Exception:  # unencodable text, or blingfire's own assertions: one sentence
+        cuts = set()
+    bounds = [0, *sorted(cuts), len(block)]
+    spans = []
+    for a, b in itertools.pairwise(bounds):
+        span = _strip(text, b_start + a, b_start + b)
+        if span:
+            spans.append(span)
+    return spans
+
+
+def _segments(text: str) -> Iterator[tuple[int, int, list[Span]]]:
+    """(start, end, windows): consecutive windows grouped into stretches of about
+    ``SEGMENT_CHARS`` that end where a separator stands, so tokenizing each stretch on its own
+    gives the token starts of the whole text."""
+    start = 0
+    windows: list[Span] = []
+    for w_start, w_end in _windows(text, _blocks(text)):
+        size = w_start - start
+        safe = w_start == 0 or text[w_start - 1] in _SEPARATORS or text[w_start] in _SEPARATORS
+        if windows and ((safe and size + (w_end - w_start) > SEGMENT_CHARS) or size > _SEGMENT_HARD_CAP):
+            yield start, w_start, windows
+            start, windows = w_start, []
+        windows.append((w_start, w_end))
+    if windows:
+        yield start, windows[-1][1], windows
 
 
 def _count(token_starts: np.ndarray, start: int, end: int) -> int:
@@ -193,10 +260,35 @@ def _cut(text: str, token_starts: np.ndarray, start: int, end: int, max_tokens: 
     return int(token_starts[nxt]) if nxt < len(token_starts) and token_starts[nxt] < end else end
 
 
+def _char_cut(text: str, token_starts: np.ndarray, start: int, limit: int) -> int:
+    """Where to end a piece of a sentence that must end by ``limit`` (``MAX_CHUNK_CHARS``).
+
+    In the second half of [start, limit]: the last token start that begins a word, else the
+    last token start, else the last word start, else ``limit`` itself (one huge token, or a
+    run of combining marks: still a verbatim slice).
+    """
+    half = start + (limit - start) // 2
+    lo, hi = np.searchsorted(token_starts, [half, limit], side="right")
+    for k in range(int(hi) - 1, int(lo) - 1, -1):
+        pos = int(token_starts[k])
+        if pos > start and text[pos - 1].isspace():
+            return pos
+    if hi > lo and int(token_starts[hi - 1]) > start:
+        return int(token_starts[hi - 1])
+    words = [m.start() for m in _WORD_START.finditer(text, half, limit)]
+    if words and words[-1] > start:
+        return words[-1]
+    cut = limit
+    while cut > half and cut < len(text) and unicodedata.combining(text[cut]):
+        cut -= 1  # keep a letter with its combining marks when the half allows it
+    return cut if cut > start else limit
+
+
 def _units(
-    text: str, sentences: list[Span], token_starts: np.ndarray, max_tokens: int
+    text: str, sentences: list[Span], token_starts: np.ndarray, max_tokens: int, max_chars: int
 ) -> tuple[list[Span], list[int]]:
-    """Cut sentences longer than ``max_tokens`` at token starts; return units and token counts."""
+    """Cut sentences longer than ``max_tokens`` at token starts, and pieces longer than
+    ``max_chars`` characters again; return units and token counts."""
     units: list[Span] = []
     counts: list[int] = []
     for s, e in sentences:
@@ -206,6 +298,8 @@ def _units(
                 cut = e
             else:
                 cut = _cut(text, token_starts, pos, e, max_tokens)
+            if cut - pos > max_chars:
+                cut = _char_cut(text, token_starts, pos, pos + max_chars)
             span = _strip(text, pos, cut)
             if span:
                 units.append(span)
@@ -214,27 +308,82 @@ def _units(
     return units, counts
 
 
-def chunk_text(text: str, token_starts: np.ndarray, max_tokens: int, overlap: int) -> Chunked:
-    """Chunk one document.
+def chunk_text(
+    text: str, token_starts: np.ndarray, max_tokens: int, overlap: int, max_chars: int = MAX_CHUNK_CHARS
+) -> Chunked:
+    """Chunk one document whose token starts are known (``chunk_stream`` tokenizes as it goes).
 
     Args:
         text: the document text all spans refer to.
         token_starts: sorted character offsets where the model's tokens start.
         max_tokens: most tokens per chunk (excluding the model's special tokens).
         overlap: at most this many whole units repeated at the start of the next chunk.
+        max_chars: most characters per chunk.
 
     Returns:
         The chunks, the units (sentences or sentence pieces) and token counts per chunk.
+
+    Raises:
+        ValueError: ``max_tokens`` or ``max_chars`` is below 1.
     """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    units, counts = _units(text, split_sentences(text), token_starts, max_tokens)
+
+    def within(start: int, end: int) -> np.ndarray:
+        lo, hi = np.searchsorted(token_starts, [start, end])
+        return token_starts[lo:hi]
+
+    return _chunk(text, within, max_tokens, overlap, max_chars)
+
+
+def chunk_stream(
+    text: str,
+    tokenize: Callable[[str], np.ndarray],
+    max_tokens: int,
+    overlap: int,
+    max_chars: int = MAX_CHUNK_CHARS,
+) -> Chunked:
+    """Chunk one document, tokenizing it one segment at a time (bounded memory).
+
+    Args:
+        text: the document text all spans refer to.
+        tokenize: token start offsets of a string (``Embedder.token_starts``).
+        max_tokens, overlap, max_chars: as for ``chunk_text``.
+
+    Returns:
+        The same ``Chunked`` as ``chunk_text(text, tokenize(text), ...)``.
+
+    Raises:
+        ValueError: ``max_tokens`` or ``max_chars`` is below 1.
+    """
+    return _chunk(
+        text, lambda a, b: np.asarray(tokenize(text[a:b]), np.int64) + a, max_tokens, overlap, max_chars
+    )
+
+
+def _chunk(text: str, tokens_in: TokenStarts, max_tokens: int, overlap: int, max_chars: int) -> Chunked:
+    if max_tokens < 1 or max_chars < 1:
+        raise ValueError(f"max_tokens and max_chars must be >= 1, got {max_tokens} and {max_chars}")
+    units: list[Span] = []
+    counts: list[int] = []
+    for start, end, windows in _segments(text):
+        token_starts = tokens_in(start, end)
+        for w_start, w_end in windows:
+            more, n = _units(text, _sentences(text, w_start, w_end), token_starts, max_tokens, max_chars)
+            units += more
+            counts += n
+    return _pack(units, counts, max_tokens, overlap, max_chars)
+
+
+def _pack(units: list[Span], counts: list[int], max_tokens: int, overlap: int, max_chars: int) -> Chunked:
+    """Pack consecutive units into chunks of at most ``max_tokens`` tokens and ``max_chars``
+    characters, repeating up to ``overlap`` units (see the module's worked example)."""
     chunks: list[Span] = []
     tokens: list[int] = []
     i = 0
     while i < len(units):
         j, total = i, 0
-        while j < len(units) and (j == i or total + counts[j] <= max_tokens):
+        while j < len(units) and (
+            j == i or (total + counts[j] <= max_tokens and units[j][1] - units[i][0] <= max_chars)
+        ):
             total += counts[j]
             j += 1
         chunks.append((units[i][0], units[j - 1][1]))
@@ -244,6 +393,6 @@ def chunk_text(text: str, token_starts: np.ndarray, max_tokens: int, overlap: in
         # Repeat up to ``overlap`` units, but never so many that unit j no longer fits: every
         # chunk must bring a new unit, or it would be a sub-span of the previous one.
         i = max(i + 1, j - overlap)
-        while i < j and sum(counts[i : j + 1]) > max_tokens:
+        while i < j and (sum(counts[i : j + 1]) > max_tokens or units[j][1] - units[i][0] > max_chars):
             i += 1
     return Chunked(chunks=chunks, units=units, tokens=tokens)

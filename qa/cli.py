@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from qa.errors import QAError
+from qa.sanitize import printable, printable_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -64,7 +65,7 @@ def _edge(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except QAError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -77,6 +78,24 @@ def _edge(func: F) -> F:
 @click.version_option(package_name="qa", message="qa %(version)s")
 def main() -> None:
     """qa: answers from your documents as verbatim quotes you can check."""
+    _printable_logs()
+
+
+def _printable_logs() -> None:
+    """qa's log warnings reach the terminal through logging's last-resort handler when
+    nothing is configured: give them one that escapes them (same format otherwise)."""
+    import logging
+
+    class Printable(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return printable(super().format(record))
+
+    log = logging.getLogger("qa")
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(Printable("%(message)s"))
+        log.addHandler(handler)
 
 
 def _bar_progress() -> Callable[[str, int, int], None]:
@@ -148,7 +167,7 @@ def index_cmd(
     progress = cli_progress(sys.stderr, quiet=quiet)
 
     def emit(report: BuildReport) -> None:
-        click.echo(json.dumps(asdict(report), indent=1) if as_json else report.summary())
+        click.echo(printable_json(asdict(report), indent=1) if as_json else printable(report.summary()))
 
     with contextlib.ExitStack() as stack:
         mapper = None
@@ -181,10 +200,10 @@ def ask_cmd(
     settings = _settings(index=index, model=model)
     idx = Index.load(settings.index, settings)
     for w in idx.warnings:
-        click.echo(f"warning: {w}", err=True)
+        click.echo(f"warning: {printable(w)}", err=True)
     answer = idx.ask(" ".join(question), k)
     if as_json:
-        click.echo(json.dumps(answer.to_dict(), ensure_ascii=False))
+        click.echo(printable_json(answer.to_dict()))
         return
     print_answer(answer)
 
@@ -192,13 +211,15 @@ def ask_cmd(
 def print_answer(answer: Any) -> None:
     """An Answer for people: the phrase first, then the answer, its confidence and the quotes
     (highlight underlined, phrase bold); supporting quotes first, the rest as "more passages";
-    when nothing was found, the nearest passages without highlights."""
+    when nothing was found, the nearest passages without highlights. Document text is data:
+    ``printable`` shows its control characters instead of obeying them."""
     if answer.found:
         if answer.phrase is not None:
-            click.echo(click.style("Answer: ", bold=True) + click.style(answer.phrase.text, bold=True))
-            click.echo(f"  \u201c{answer.answer}\u201d")
+            phrase = printable(answer.phrase.text)
+            click.echo(click.style("Answer: ", bold=True) + click.style(phrase, bold=True))
+            click.echo(f"  \u201c{printable(answer.answer)}\u201d")
         else:
-            click.echo(click.style("Answer: ", bold=True) + answer.answer)
+            click.echo(click.style("Answer: ", bold=True) + printable(answer.answer))
         click.echo(f"  confidence {answer.confidence:.2f}")
     else:
         click.echo(
@@ -212,22 +233,22 @@ def print_answer(answer: Any) -> None:
             click.echo("\nMore passages:")
             more = True
         where = f"{q.doc}" + (f", {q.location}" if q.location else "")
-        click.echo(f"\n[{i}] {where}  [{q.start}:{q.end}]  score {q.score:.3f}")
+        click.echo(f"\n[{i}] {printable(where)}  [{q.start}:{q.end}]  score {q.score:.3f}")
         if not answer.found or not q.supports:
-            click.echo("  > " + q.text)
+            click.echo("  > " + printable(q.text))
             continue
         a, b = q.highlight[0] - q.start, q.highlight[1] - q.start
         marked = q.text[a:b]
         if i == 1 and answer.phrase is not None:
             pa, pb = answer.phrase.start - q.highlight[0], answer.phrase.end - q.highlight[0]
             marked = (
-                click.style(marked[:pa], underline=True)
-                + click.style(marked[pa:pb], bold=True, underline=True)
-                + click.style(marked[pb:], underline=True)
+                click.style(printable(marked[:pa]), underline=True)
+                + click.style(printable(marked[pa:pb]), bold=True, underline=True)
+                + click.style(printable(marked[pb:]), underline=True)
             )
         else:
-            marked = click.style(marked, underline=True)
-        click.echo("  > " + q.text[:a] + marked + q.text[b:])
+            marked = click.style(printable(marked), underline=True)
+        click.echo("  > " + printable(q.text[:a]) + marked + printable(q.text[b:]))
 
 
 @main.command("chat")
@@ -257,9 +278,9 @@ def chat_cmd(index: Path | None, model: Path | None, k: int | None, as_json: boo
             if not question:
                 continue
             try:
-                click.echo(json.dumps(chat.ask(question, k).to_dict(), ensure_ascii=False))
+                click.echo(printable_json(chat.ask(question, k).to_dict()))
             except QAError as exc:  # one bad line must not end a script's session
-                click.echo(json.dumps({"question": question, "error": str(exc)}, ensure_ascii=False))
+                click.echo(printable_json({"question": question, "error": str(exc)}))
             sys.stdout.flush()
         return
     with contextlib.suppress(ImportError):  # not on every platform; plain input() still works
@@ -282,10 +303,10 @@ def chat_cmd(index: Path | None, model: Path | None, k: int | None, as_json: boo
         try:
             answer = chat.ask(question, k)
         except QAError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {printable(str(exc))}", err=True)
             continue
         if answer.used_history:
-            click.echo(click.style(f"Searched for: {answer.query}", dim=True))
+            click.echo(click.style(f"Searched for: {printable(answer.query)}", dim=True))
         print_answer(answer)
         click.echo("")
 
@@ -309,7 +330,7 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
     if as_json:
-        click.echo(text)
+        click.echo(printable(text))
         return
     for key, value in result.items():
         if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
@@ -321,7 +342,7 @@ def _emit(result: dict[str, Any], as_json: bool, out: Path | None) -> None:
         elif isinstance(value, float):
             click.echo(f"{key:28s} {value:.4f}")
         else:
-            click.echo(f"{key:28s} {value}")
+            click.echo(printable(f"{key:28s} {value}"))
 
 
 @eval_group.command("squad")
@@ -458,36 +479,39 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
 
     settings = _settings(index=index, model=model)
     gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
-    m = gen.manifest
+    m = gen.meta
     if as_json:
-        click.echo(json.dumps(m, indent=1, ensure_ascii=False))
+        click.echo(printable_json(gen.manifest, indent=1))
         return
     for w in warnings:
-        click.echo(f"warning: {w}", err=True)
-    c = m["counts"]
-    size = sum(f["bytes"] for f in m["files"].values())
+        click.echo(f"warning: {printable(w)}", err=True)
+    c = m.counts
+    size = sum(f.bytes for f in m.files.values())
     click.echo(
-        f"index       {settings.index.resolve()}  (generation {m['generation']}, "
-        f"format {m['format_version']}, qa {m['qa_version']})"
+        printable(
+            f"index       {settings.index.resolve()}  (generation {m.generation}, "
+            f"format {m.format_version}, qa {m.qa_version})"
+        )
     )
-    click.echo(f"built       {m['created']}")
+    click.echo(printable(f"built       {m.created}"))
     click.echo(
-        f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
-        f"sha256 {m['model']['fingerprint'][:12]}  embedded in {m['model'].get('precision', 'float32')}"
+        printable(
+            f"model       {m.model.name}  dim {m.model.dimension}  "
+            f"sha256 {m.model.fingerprint[:12]}  embedded in {m.model.precision}"
+        )
     )
-    click.echo(f"metric      {m['metric']}")
+    click.echo(printable(f"metric      {m.metric}"))
     click.echo(
-        f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
-        f"{m['chunking']['overlap_sentences']} sentence(s)"
+        f"chunking    {m.chunking.max_tokens} tokens max, overlap {m.chunking.overlap_sentences} sentence(s)"
     )
     click.echo(
-        f"counts      {c['documents']} documents, {c['chunks']} chunks, "
-        f"{c['units']} sentences, {c['skipped']} skipped; {size / 2**20:.1f} MiB on disk"
+        f"counts      {c.documents} documents, {c.chunks} chunks, "
+        f"{c.units} sentences, {c.skipped} skipped; {size / 2**20:.1f} MiB on disk"
     )
-    for d in m["documents"]:
-        click.echo(f"  {d['id']}  {d['format']}  {d['size']} bytes  {d['chunks']} chunks")
-    for s in m["skipped"]:
-        click.echo(f"  skipped {s['id']}: {s['reason']}")
+    for d in m.documents:
+        click.echo(printable(f"  {d.id}  {d.format}  {d.size} bytes  {d.chunks} chunks"))
+    for s in m.skipped:
+        click.echo(printable(f"  skipped {s.id}: {s.reason}"))
 
 
 @main.command("serve")
@@ -501,14 +525,36 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
     "--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="Port to listen on."
 )
 @click.option("--watch", is_flag=True, help="Update the index in the background when the corpus changes.")
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Require a login: a file of user:password lines (chmod 600); or set $QA_SERVE_AUTH=user:password.",
+)
+@click.option(
+    "--no-auth", is_flag=True, help="Serve a non-loopback --host without a login (trusted networks)."
+)
+@click.option("--read-only", is_flag=True, help="Chat only: no upload, delete or rebuild (page and API).")
 @_edge
 def serve_cmd(
-    index: Path | None, corpus: Path | None, model: Path | None, host: str, port: int, watch: bool
+    index: Path | None,
+    corpus: Path | None,
+    model: Path | None,
+    host: str,
+    port: int,
+    watch: bool,
+    auth_file: Path | None,
+    no_auth: bool,
+    read_only: bool,
 ) -> None:
-    """Serve the chat UI at http://HOST:PORT; builds the index first if there is none."""
+    """Serve the chat UI at http://HOST:PORT; builds the index first if there is none.
+
+    Any --host but loopback needs a login (--auth-file or $QA_SERVE_AUTH) or --no-auth.
+    """
     import time
 
     from qa import store
+    from qa.access import is_loopback, serve_auth
     from qa.building import build_index
     from qa.embedding import get_embedder
     from qa.errors import PortInUseError
@@ -516,27 +562,29 @@ def serve_cmd(
     from qa.serving import check_port
 
     settings = _settings(index=index, corpus=corpus, model=model)
+    auth = serve_auth(host, auth_file, no_auth)  # refused before anything is built or bound
     check_port(host, port)  # before the build and the model load, not after
     if not store.generation_names(settings.index):
         click.echo(f"No index at {settings.index}: building one from {settings.corpus} ...", err=True)
         # nothing served yet: all build threads; bars on a terminal, lines in a log
         report = build_index(settings, progress=cli_progress(sys.stderr))
-        click.echo(report.summary(), err=True)
+        click.echo(printable(report.summary()), err=True)
     from qa.app import create_app, launch
 
-    app = create_app(settings, watch=watch)
+    app = create_app(settings, watch=watch, read_only=read_only)
     embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
     click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if auth is None and not is_loopback(host):
+        can = "read" if read_only else "read, upload and delete"
         click.echo(
-            f"warning: serving on {host} without authentication: anyone who can reach it "
-            "can read, upload and delete documents",
+            f"warning: serving on {host} without a login (--no-auth): "
+            f"anyone who can reach it can {can} documents",
             err=True,
         )
     try:
-        launch(app, settings, host=host, port=port, quiet=True, prevent_thread_lock=True)
+        launch(app, settings, host=host, port=port, quiet=True, prevent_thread_lock=True, auth=auth)
     except OSError:  # taken since the check: the same one line, never "Serving on"
         raise PortInUseError(f"port {port} is in use; pass --port N") from None
     click.echo(

@@ -208,13 +208,14 @@ class SentenceTransformerEmbedder:
         """Chunk vectors plus, per chunk, one vector per unit span (offsets within the chunk).
 
         Unit vectors are the normalised mean of the chunk's contextual token embeddings whose
-        token starts inside the unit. Returns (chunks (n, d) float32, [units_i (m_i, d)]).
+        token starts inside the unit. Returns (chunks (n, d) float32, [units_i (m_i, d) float16]):
+        unit vectors are stored as float16, and a large file has hundreds of thousands of them.
         """
         model = self._load()
         _set_threads(self.threads)
         n = len(texts)
         out = np.zeros((n, self.dimension), dtype=np.float32)
-        unit_out: list[np.ndarray] = [np.zeros((0, self.dimension), np.float32)] * n
+        unit_out: list[np.ndarray] = [np.zeros((0, self.dimension), np.float16)] * n
         order = np.argsort([-len(t) for t in texts], kind="stable")
         group = max(self.batch_size, 1)  # one model batch per call: progress moves per batch
         for i in range(0, n, group):
@@ -232,7 +233,9 @@ class SentenceTransformerEmbedder:
             for j, o, st in zip(idx, outputs, starts, strict=True):
                 vec = o["sentence_embedding"].float().numpy()
                 out[j] = vec / (np.linalg.norm(vec) or 1.0)
-                unit_out[j] = _pool_units(o["token_embeddings"].float().numpy(), st, units[j])
+                unit_out[j] = _pool_units(o["token_embeddings"].float().numpy(), st, units[j]).astype(
+                    np.float16
+                )
             if progress is not None:
                 progress(min(i + group, n), n)
         return out, unit_out

@@ -7,6 +7,7 @@ with a single generation even while ``reload()`` swaps in a new one from another
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import threading
 import time
 from collections.abc import Sequence
@@ -18,6 +19,7 @@ from qa.answering import Answer
 from qa.conversation import Conversation
 from qa.embedding import Embedder, get_embedder
 from qa.errors import InvalidQuestionError
+from qa.sanitize import clean_question
 from qa.settings import Settings
 
 
@@ -37,6 +39,9 @@ class Index:
         self.settings = settings
         self.warnings = warnings
         self._reload_lock = threading.Lock()
+        # (CURRENT, generation folders) when the loaded generation was chosen: while both stay
+        # the same, reload() has nothing new to verify (a missing CURRENT included).
+        self._chosen_from: tuple[str | None, tuple[str, ...]] | None = None
         self.scoring = answering.Scoring(
             depth=settings.rerank_depth,
             min_score=settings.min_score,
@@ -67,12 +72,15 @@ class Index:
         settings = settings or Settings()
         root = Path(path) if path is not None else settings.index
         embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
+        state = store.read_pointer(root), tuple(store.generation_names(root))
         gen, warnings = store.open_live(root, embedder.fingerprint)
         import faiss
 
         # One OpenMP thread: single queries measured fastest that way on a busy 2-core machine.
         faiss.omp_set_num_threads(settings.threads)
-        return cls(root, gen, embedder, settings, warnings)
+        index = cls(root, gen, embedder, settings, warnings)
+        index._chosen_from = state
+        return index
 
     @property
     def generation(self) -> store.Generation:
@@ -89,14 +97,19 @@ class Index:
         The old generation is not closed: questions already running on it finish on it.
         """
         with self._reload_lock:
-            if store.read_pointer(self.root) == self._gen.name:
+            state = self._folder_state()
+            if state[0] == self._gen.name or state == self._chosen_from:
                 return False
+            self._chosen_from = state  # also when the load below fails: not retried per question
             gen, warnings = store.open_live(self.root, self.embedder.fingerprint)
             if gen.name == self._gen.name:
                 gen.close()
                 return False
             self._gen, self.warnings = gen, warnings
             return True
+
+    def _folder_state(self) -> tuple[str | None, tuple[str, ...]]:
+        return store.read_pointer(self.root), tuple(store.generation_names(self.root))
 
     def conversation(self, max_turns: int = 8) -> Conversation:
         """A new conversation: follow-up questions are searched with the earlier turns' topic
@@ -111,12 +124,15 @@ class Index:
         ``history`` holds the earlier turns of a conversation, oldest first, as (question,
         answer) pairs; ``Index.conversation()`` keeps it for you. When the question leans on
         them ("Where will they build it?") the topic of those turns is searched too and
-        ``Answer.query`` says what was searched.
+        ``Answer.query`` says what was searched. Undecodable input (surrogate code points,
+        e.g. from undecodable command-line bytes) is replaced with U+FFFD first
+        (``qa.sanitize.clean_question``), for every caller.
 
         Raises:
-            InvalidQuestionError: empty or longer than ``settings.max_question_chars``.
+            InvalidQuestionError: empty or longer than ``settings.max_question_chars``, or
+                ``k`` is not a whole number between 1 and 100.
         """
-        q = " ".join(question.split()) if isinstance(question, str) else ""
+        q = " ".join(clean_question(question).split()) if isinstance(question, str) else ""
         if not q:
             raise InvalidQuestionError("the question is empty: type a question")
         if len(q) > self.settings.max_question_chars:
@@ -125,6 +141,8 @@ class Index:
                 f"{self.settings.max_question_chars} (QA_MAX_QUESTION_CHARS)"
             )
         k = self.settings.top_k if k is None else k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):  # 2.7 or True is not a count
+            raise InvalidQuestionError(f"k must be a whole number between 1 and 100, not {type(k).__name__}")
         if not 1 <= k <= 100:
             raise InvalidQuestionError(f"k must be between 1 and 100, got {k}")
         gen = self._gen  # one snapshot for the whole question

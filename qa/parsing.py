@@ -56,10 +56,12 @@ _BOMS = (
 # Without a byte order mark, UTF-16/32 is recognised from its zero bytes (see _guess_utf16),
 # never guessed by the detector: on short Latin-1 text it "finds" UTF-16 and returns garbage.
 _NO_BOM_GUESS = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
-# A docx is a zip: refuse archives that declare more than this uncompressed, or compress
-# better than this ratio (a zip bomb does both), before python-docx reads a byte of them.
+# A docx is a zip: refuse archives that declare more than this uncompressed in all, or an XML
+# part (parsed into a tree, several times its size in memory) larger than this, before
+# python-docx reads a byte of them. Absolute limits, not a compression ratio: a large image
+# of one colour compresses 1000:1 and is harmless (zipfile never inflates past the declared size).
 DOCX_MAX_UNCOMPRESSED = 512 * 2**20
-DOCX_MAX_RATIO = 200
+DOCX_MAX_XML_PART = 128 * 2**20
 ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
 # Bump when a parser's output changes: indexes built before re-parse every document once
 # (vectors of unchanged chunks are still reused).
@@ -96,8 +98,19 @@ def decode_text(data: bytes) -> tuple[str, str]:
             note = f"no byte order mark: decoded as {utf16.upper()} (detected from zero bytes)"
         else:
             try:
-                text = data.decode("utf-8")
+                utf8: str | None = data.decode("utf-8")
             except UnicodeDecodeError:
+                utf8 = None
+            # Cyrillic or CJK in UTF-16 has few zero bytes; Cyrillic's bytes are even valid
+            # UTF-8 (full of control characters). Either way the UTF-16 reads as one script.
+            if utf8 is None or _control_ratio(utf8) > 0.05:
+                utf16 = _utf16_by_script(data)
+            if utf16 is not None:
+                text = data.decode(utf16, errors="replace")
+                note = f"no byte order mark: decoded as {utf16.upper()} (detected from the script)"
+            elif utf8 is not None:
+                text = utf8
+            else:
                 text, note = _decode_guess(data)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _control_ratio(text) > 0.05:
@@ -121,6 +134,56 @@ def _guess_utf16(data: bytes) -> str | None:
         return "utf-16-le"
     if even > 0.3 and odd < 0.05:
         return "utf-16-be"
+    return None
+
+
+# Characters that make a decoding implausible: controls (but line breaks and tabs), format
+# characters, unassigned and private-use code points, lone surrogates.
+_IMPLAUSIBLE = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})
+
+
+def _script_key(ch: str) -> int:
+    """A bucket for "the same script": CJK ideographs (with extension A) and Hangul syllables
+    are one bucket each, anything else its 128-code-point block."""
+    code = ord(ch)
+    if 0x3400 <= code <= 0x9FFF:
+        return 0x4E00
+    if 0xAC00 <= code <= 0xD7AF:
+        return 0xAC00
+    return code >> 7
+
+
+def _utf16_by_script(data: bytes) -> str | None:
+    """``utf-16-le``/``utf-16-be`` when BOM-less bytes read as UTF-16 text in one or two
+    scripts (Cyrillic, Greek, CJK, Hangul... plus ASCII), else None.
+
+    Plausible means: an even length; in the first 16 KiB, no control (but line breaks and
+    tabs), format, unassigned, private-use or unpaired surrogate code point; at least 16
+    letters, 90% of them from the two most common script buckets. Single-byte and multibyte
+    legacy encodings read as UTF-16 give private-use, unassigned or surrogate code points, and
+    Latin text gives U+20xx format characters (a letter before a space).
+    """
+    if len(data) < 8 or len(data) % 2:
+        return None
+    sample = data[: 16 * 1024]
+    for encoding in ("utf-16-le", "utf-16-be"):
+        text = sample.decode(encoding, errors="surrogatepass")
+        if text and 0xD800 <= ord(text[-1]) <= 0xDBFF:
+            text = text[:-1]  # the sample cut a surrogate pair in two
+        buckets: dict[int, int] = {}
+        letters = 0
+        for ch in text:
+            category = unicodedata.category(ch)
+            if category in _IMPLAUSIBLE and ch not in "\n\r\t":
+                break
+            if category[0] == "L":
+                letters += 1
+                key = _script_key(ch)
+                buckets[key] = buckets.get(key, 0) + 1
+        else:
+            top_two = sum(sorted(buckets.values(), reverse=True)[:2])
+            if letters >= 16 and top_two >= 0.9 * letters:
+                return encoding
     return None
 
 
@@ -157,7 +220,9 @@ def _decode_guess(data: bytes) -> tuple[str, str]:
     In order: UTF-8 with replacement characters when at least half the non-ASCII sequences
     are valid UTF-8 (a few stray bytes in a UTF-8 file); Windows-1252 when it reads as Western
     European text (detectors guess wildly on short Western text: "café" came back as Urdu
-    or UTF-16, French as Central European); charset-normalizer's best guess otherwise
+    or UTF-16, French as Central European); UTF-8 with replacement characters again when at
+    most 1% of the characters would be replaced (ASCII text with one bad byte came back as
+    cp932 or cp857, eating the character after it); charset-normalizer's best guess otherwise
     (Cyrillic, Greek, CJK...); and UTF-8 with replacement characters as the last resort.
     """
     as_utf8 = data.decode("utf-8", errors="replace")
@@ -169,6 +234,8 @@ def _decode_guess(data: bytes) -> tuple[str, str]:
     western = _western(data)
     if western is not None:
         return western, "not valid UTF-8: decoded as cp1252 (Western European text)"
+    if bad * 100 <= len(as_utf8):
+        return as_utf8, replaced
     if b"\x00" not in data:
         from charset_normalizer import from_bytes
 
@@ -449,17 +516,24 @@ def parse_docx(data: bytes) -> Parsed:
         raise DocumentError("not a valid .docx (not a zip archive): save it again as .docx") from exc
     declared = sum(i.file_size for i in infos)
     packed = max(1, sum(i.compress_size for i in infos))
-    if declared > DOCX_MAX_UNCOMPRESSED or declared / packed > DOCX_MAX_RATIO:
+    xml = max(
+        (i for i in infos if i.filename.endswith((".xml", ".rels"))), key=lambda i: i.file_size, default=None
+    )
+    if declared > DOCX_MAX_UNCOMPRESSED or (xml is not None and xml.file_size > DOCX_MAX_XML_PART):
+        what = f"declares {human_size(declared)} uncompressed"
+        if declared <= DOCX_MAX_UNCOMPRESSED and xml is not None:
+            what = f"declares {human_size(xml.file_size)} for the XML part {xml.filename}"
         raise DocumentError(
-            f"refused as a possible zip bomb: declares {human_size(declared)} uncompressed from "
-            f"{human_size(packed)} (limits: {human_size(DOCX_MAX_UNCOMPRESSED)}, "
-            f"{DOCX_MAX_RATIO}:1 compression)"
+            f"refused as a possible zip bomb: {what} from {human_size(packed)} "
+            f"(limits: {human_size(DOCX_MAX_UNCOMPRESSED)} in all, "
+            f"{human_size(DOCX_MAX_XML_PART)} per XML part)"
         )
     import docx
     from docx.table import Table
 
     try:
         document = docx.Document(io.BytesIO(data))
+        _keep_entity_references(document.element)
         parts: list[str] = []
         locations: Locations = []
         headings: list[tuple[int, str]] = []
@@ -490,6 +564,28 @@ def parse_docx(data: bytes) -> Parsed:
             f"unreadable .docx ({type(exc).__name__}: {_short(exc)}): open and save it again in Word"
         ) from exc
     return "".join(parts), locations, ""
+
+
+def _keep_entity_references(root: Any) -> None:
+    """Fold unresolved entity references (``&name;``) into the text around them, as written.
+
+    python-docx parses without resolving entities (no XXE, no billion laughs), which leaves
+    each reference as a node; a run's text stops at it and the rest of the run, in the node's
+    tail, was dropped. Now "a &x; b" reads "a &x; b".
+    """
+    from lxml import etree
+
+    for ref in list(root.iter(etree.Entity)):
+        parent = ref.getparent()
+        if parent is None:
+            continue
+        literal = (ref.text or "") + (ref.tail or "")
+        before = ref.getprevious()
+        if before is not None:
+            before.tail = (before.tail or "") + literal
+        else:
+            parent.text = (parent.text or "") + literal
+        parent.remove(ref)
 
 
 def _docx_blocks(document: Any) -> Iterator[Any]:

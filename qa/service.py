@@ -22,6 +22,7 @@ from pathlib import Path
 
 from qa.answering import Answer, Quote
 from qa.building import BuildReport, build_index
+from qa.documents import list_files
 from qa.embedding import Embedder
 from qa.errors import BuildLockedError, InvalidQuestionError, QAError
 from qa.index import Index
@@ -50,7 +51,6 @@ class DeleteRefusedError(QAError):
 
 
 _NAME_BAD = re.compile(r"[^\w.\-+,() ]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON can carry them; UTF-8 and the tokenizer cannot
 
 
 def safe_upload_name(name: str) -> str:
@@ -152,8 +152,6 @@ class QAService:
     ) -> Answer:
         """Answer ``question`` with ``k`` quotes, in the light of ``history`` (earlier turns of
         the conversation, oldest first). Raises QAError subclasses."""
-        if isinstance(question, str):
-            question = _LONE_SURROGATE.sub("\ufffd", question)
         return self.index().ask(question, k, history=history)
 
     def replay(self, questions: Sequence[str], k: int | None = None) -> list[tuple[str, Answer]]:
@@ -197,56 +195,41 @@ class QAService:
             idx = self.index()
         except QAError as exc:
             return friendly(exc)
-        m = idx.manifest
-        c = m["counts"]
+        m = idx.generation.meta
+        c = m.counts
         return (
-            f"Index {idx.generation.name}: {c['documents']} documents, {c['chunks']} chunks, "
-            f"{c['skipped']} skipped · model {m['model']['name']} · built {m['created']}"
+            f"Index {idx.generation.name}: {c.documents} documents, {c.chunks} chunks, "
+            f"{c.skipped} skipped · model {m.model.name} · built {m.created}"
         )
 
     # -- corpus ------------------------------------------------------------------------------
 
     def corpus_files(self) -> list[str]:
         """Corpus-relative POSIX ids of the non-hidden files in the corpus folder."""
-        root = self.corpus
-        if not root.is_dir():
-            return []
-        found = []
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if not name.startswith("."):
-                    found.append((Path(dirpath) / name).relative_to(root).as_posix())
-        return found
+        return [rel for rel, _ in list_files(self.corpus, self.settings.max_depth)]
 
     def documents(self) -> list[DocRow]:
         """Rows for the documents table: the live manifest merged with the corpus folder."""
-        on_disk = set(self.corpus_files())
+        sizes = dict(list_files(self.corpus, self.settings.max_depth))
+        on_disk = set(sizes)
         rows: list[DocRow] = []
         seen: set[str] = set()
         try:
-            manifest = self.index().manifest
+            meta = self.index().generation.meta
+            documents, skipped = meta.documents, meta.skipped
         except QAError:
-            manifest = {"documents": [], "skipped": []}
-        for d in manifest["documents"]:
-            seen.add(d["id"])
-            if d["id"] in on_disk:
-                rows.append(
-                    DocRow(d["id"], d["format"], d["size"], d["chunks"], "indexed", d.get("note") or "")
-                )
+            documents, skipped = [], []
+        for d in documents:
+            seen.add(d.id)
+            if d.id in on_disk:
+                rows.append(DocRow(d.id, d.format, d.size, d.chunks, "indexed", d.note))
             else:
-                rows.append(
-                    DocRow(d["id"], d["format"], d["size"], d["chunks"], "deleted", "dropped at next rebuild")
-                )
-        for s in manifest["skipped"]:
-            seen.add(s["id"])
-            rows.append(DocRow(s["id"], _format(s["id"]), None, None, "skipped", s["reason"]))
+                rows.append(DocRow(d.id, d.format, d.size, d.chunks, "deleted", "dropped at next rebuild"))
+        for s in skipped:
+            seen.add(s.id)
+            rows.append(DocRow(s.id, _format(s.id), None, None, "skipped", s.reason))
         for doc_id in sorted(on_disk - seen):
-            path = self.corpus / doc_id
-            try:
-                size: int | None = path.stat().st_size
-            except OSError:
-                size = None
+            size = sizes[doc_id]
             rows.append(DocRow(doc_id, _format(doc_id), size, None, "new", "indexed at next rebuild"))
         return sorted(rows, key=lambda r: r.id)
 

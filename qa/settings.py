@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(
         64.0, gt=0, description="Files larger than this are skipped with a reason (QA_MAX_FILE_MB)."
     )
+    max_depth: int = Field(
+        64,
+        ge=0,
+        le=10_000,
+        description="Deepest folder level below the corpus folder that is indexed (QA_MAX_DEPTH); "
+        "deeper folders are reported as skipped, not entered.",
+    )
     parse_timeout: float = Field(
         60.0,
         gt=0,

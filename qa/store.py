@@ -36,7 +36,7 @@ import re
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,9 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from qa import manifest as qa_manifest
 from qa import vectors as dense_vectors
 from qa.documents import Document
 from qa.errors import BuildError, BuildLockedError, IndexCorruptError, IndexNotFoundError, ModelMismatchError
+from qa.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +177,7 @@ def write_generation(
     chunk_keys: np.ndarray,
     unit_ptr: np.ndarray,
     units: np.ndarray,
-    unit_vectors: np.ndarray,
+    unit_vectors: np.ndarray | Sequence[np.ndarray],
     vectors: np.ndarray,
     bm25: Any,
     manifest: dict[str, Any],
@@ -186,7 +188,8 @@ def write_generation(
     Files go into a hidden temp folder, are fsynced, get checksummed into the manifest, and the
     folder is renamed into place only when complete: a killed build leaves only a temp folder.
     ``dense`` is the FAISS structure ``qa.vectors.build`` made for ``manifest["dense"]``
-    (None for exact search).
+    (None for exact search). ``unit_vectors`` may be a list of per-chunk arrays: they are
+    written one after the other, never stacked in memory.
     """
     name = next_generation_name(root)
     tmp = root / f".tmp-{name}-{os.getpid()}"
@@ -201,11 +204,13 @@ def write_generation(
     np.save(
         tmp / "chunk_keys.npy", np.asarray(chunk_keys, dtype=np.uint8).reshape(-1, 16), allow_pickle=False
     )
-    if not (len(unit_ptr) == n + 1 and unit_ptr[-1] == len(units) == len(unit_vectors)):
+    if not (len(unit_ptr) == n + 1 and unit_ptr[-1] == len(units) == _rows(unit_vectors)):
         raise ValueError("unit pointers, units and unit vectors disagree")
     np.save(tmp / "unit_ptr.npy", np.asarray(unit_ptr, dtype=np.int64), allow_pickle=False)
     np.save(tmp / "units.npy", np.ascontiguousarray(units, dtype=np.int64), allow_pickle=False)
-    np.save(tmp / "unit_vectors.npy", np.asarray(unit_vectors, dtype=np.float16), allow_pickle=False)
+    _save_stacked(
+        tmp / "unit_vectors.npy", unit_vectors, np.dtype(np.float16), int(manifest["model"]["dimension"])
+    )
     dim = int(manifest["model"]["dimension"])
     np.save(tmp / "vectors.npy", np.asarray(vectors, dtype=np.float32).reshape(n, dim), allow_pickle=False)
     if dense is not None:
@@ -233,6 +238,29 @@ def write_generation(
     os.rename(tmp, root / name)
     _fsync(root)
     return name
+
+
+def _rows(parts: np.ndarray | Sequence[np.ndarray]) -> int:
+    return len(parts) if isinstance(parts, np.ndarray) else sum(len(p) for p in parts)
+
+
+def _save_stacked(path: Path, parts: np.ndarray | Sequence[np.ndarray], dtype: np.dtype, width: int) -> None:
+    """The file ``np.save(path, np.vstack(parts).astype(dtype))`` writes, written part by part.
+
+    Stacking first would hold every row twice: 850k sentence vectors of a 64 MB file are 630 MB.
+    """
+    if isinstance(parts, np.ndarray):
+        np.save(path, np.asarray(parts, dtype=dtype), allow_pickle=False)
+        return
+    header = {
+        "descr": np.lib.format.dtype_to_descr(dtype),
+        "fortran_order": False,
+        "shape": (_rows(parts), width),
+    }
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for part in parts:
+            fh.write(np.ascontiguousarray(part, dtype=dtype).reshape(-1, width).data)
 
 
 def _write_documents(path: Path, documents: list[Document]) -> None:
@@ -268,11 +296,13 @@ def prune(root: Path, keep: int) -> list[str]:
     return removed
 
 
-def verify(gen_dir: Path, fingerprint: str | None) -> dict[str, Any]:
-    """Check a generation's manifest and every file's checksum; return the manifest.
+def verify(gen_dir: Path, fingerprint: str | None) -> Manifest:
+    """Check a generation's manifest (checksum, version, schema) and every file's checksum;
+    return the manifest.
 
     Raises:
-        IndexCorruptError: missing/unknown format, bad checksum, wrong counts.
+        IndexCorruptError: missing/unknown format, bad checksum, a manifest that does not
+            match the schema (``qa.manifest``), a missing or damaged file.
         ModelMismatchError: built with another model than ``fingerprint``.
     """
     try:
@@ -290,41 +320,69 @@ def verify(gen_dir: Path, fingerprint: str | None) -> dict[str, Any]:
             f"this qa (reads versions {READABLE_VERSIONS[0]}-{FORMAT_VERSION}): "
             "rebuild with `qa index --full`"
         )
-    if body.get("generation") != gen_dir.name:
+    checked = qa_manifest.parse(body, str(gen_dir / MANIFEST))
+    if checked.generation != gen_dir.name:
         raise IndexCorruptError(
-            f"{gen_dir / MANIFEST}: manifest belongs to generation {body.get('generation')!r}"
+            f"{gen_dir / MANIFEST}: manifest belongs to generation {checked.generation!r}"
         )
-    if fingerprint is not None and body["model"]["fingerprint"] != fingerprint:
+    model = checked.model
+    if fingerprint is not None and model.fingerprint != fingerprint:
         raise ModelMismatchError(
-            f"{gen_dir} was built with model {body['model']['name']!r} "
-            f"({body['model']['fingerprint'][:12]}), not the configured model "
+            f"{gen_dir} was built with model {model.name!r} "
+            f"({model.fingerprint[:12]}), not the configured model "
             f"({fingerprint[:12]}): use the same model or rebuild with `qa index --full`"
         )
-    for rel, meta in body["files"].items():
+    for rel, meta in checked.files.items():
         path = gen_dir / rel
         if not path.is_file() or path.is_symlink():
             raise IndexCorruptError(f"{path}: listed in the manifest but missing")
-        if path.stat().st_size != meta["bytes"] or sha256_file(path) != meta["sha256"]:
+        try:
+            intact = path.stat().st_size == meta.bytes and sha256_file(path) == meta.sha256
+        except OSError as exc:
+            raise IndexCorruptError(f"{path}: cannot be read ({exc.strerror})") from exc
+        if not intact:
             raise IndexCorruptError(f"{path}: checksum mismatch (file corrupted or truncated)")
-    return body
+    return checked
 
 
 class Generation:
     """One verified, loaded, read-only generation. Safe to share between threads."""
 
-    def __init__(self, gen_dir: Path, manifest: dict[str, Any]) -> None:
-        import bm25s
+    def __init__(self, gen_dir: Path, manifest: Manifest | dict[str, Any]) -> None:
+        """Load a verified generation (``manifest`` as ``verify`` returns it).
 
+        Raises:
+            IndexCorruptError: a file does not load, or the counts disagree with the manifest.
+        """
         self.dir = gen_dir
         self.name = gen_dir.name
-        self.manifest = manifest
-        counts = manifest["counts"]
+        if not isinstance(manifest, Manifest):
+            manifest = qa_manifest.parse(manifest, str(gen_dir / MANIFEST))
+        self.meta = manifest
+        self.manifest: dict[str, Any] = manifest.raw  # as written (and validated)
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        try:
+            self._load(gen_dir, manifest)
+        except IndexCorruptError:
+            self.close()
+            raise
+        except (OSError, ValueError, RuntimeError, sqlite3.Error, KeyError, TypeError, IndexError) as exc:
+            # checksums matched, yet a file does not read as what it should be: corrupt too
+            self.close()
+            raise IndexCorruptError(f"{gen_dir}: cannot load ({type(exc).__name__}: {exc})") from exc
+        self.text = lru_cache(maxsize=256)(self._text)
+
+    def _load(self, gen_dir: Path, manifest: Manifest) -> None:
+        import bm25s
+
+        counts = manifest.counts
         self.chunks = np.load(gen_dir / "chunks.npy", allow_pickle=False)
         self.chunk_keys = np.load(gen_dir / "chunk_keys.npy", allow_pickle=False)
         self.unit_ptr = np.load(gen_dir / "unit_ptr.npy", allow_pickle=False)
         self.units = np.load(gen_dir / "units.npy", allow_pickle=False)
         self.unit_vectors = np.load(gen_dir / "unit_vectors.npy", allow_pickle=False, mmap_mode="r")
-        self.vectors, self.dense = _open_vectors(gen_dir, manifest)
+        self.vectors, self.dense = _open_vectors(gen_dir, manifest.raw)
         self.bm25 = bm25s.BM25.load(
             str(gen_dir / "bm25"), allow_pickle=False, show_progress=False, verbosity=0
         )
@@ -333,7 +391,6 @@ class Generation:
             uri=True,
             check_same_thread=False,
         )
-        self._db_lock = threading.Lock()
         with self._db_lock:
             rows = self._db.execute(
                 "SELECT row, id, hash, format, size, locations, note FROM documents ORDER BY row"
@@ -345,31 +402,30 @@ class Generation:
             for r in rows
         ]
         problems = []
-        if len(self.chunks) != counts["chunks"] or self.dense.ntotal != counts["chunks"]:
+        if len(self.chunks) != counts.chunks or self.dense.ntotal != counts.chunks:
             problems.append(
-                f"{counts['chunks']} chunks in the manifest, {len(self.chunks)} in chunks.npy, "
+                f"{counts.chunks} chunks in the manifest, {len(self.chunks)} in chunks.npy, "
                 f"{self.dense.ntotal} vectors"
             )
-        if len(self.documents) != counts["documents"]:
-            problems.append(f"{counts['documents']} documents in the manifest, {len(self.documents)} stored")
-        if self.dense.d != manifest["model"]["dimension"]:
-            problems.append(
-                f"vector dimension {self.dense.d} != model dimension {manifest['model']['dimension']}"
-            )
+        if len(self.documents) != counts.documents:
+            problems.append(f"{counts.documents} documents in the manifest, {len(self.documents)} stored")
+        if self.dense.d != manifest.model.dimension:
+            problems.append(f"vector dimension {self.dense.d} != model dimension {manifest.model.dimension}")
         if (
-            len(self.units) != counts["units"]
-            or len(self.unit_vectors) != counts["units"]
-            or len(self.unit_ptr) != counts["chunks"] + 1
+            len(self.units) != counts.units
+            or len(self.unit_vectors) != counts.units
+            or len(self.unit_ptr) != counts.chunks + 1
             or (len(self.unit_ptr) and self.unit_ptr[-1] != len(self.units))
-            or len(self.chunk_keys) != counts["chunks"]
+            or len(self.chunk_keys) != counts.chunks
         ):
             problems.append("unit or chunk-key counts differ from the manifest")
         if problems:
             raise IndexCorruptError(f"{gen_dir}: " + "; ".join(problems))
-        self.text = lru_cache(maxsize=256)(self._text)
 
     def _text(self, row: int) -> str:
         with self._db_lock:
+            if self._db is None:
+                raise IndexCorruptError(f"{self.dir}: closed")
             found = self._db.execute("SELECT text FROM documents WHERE row = ?", (row,)).fetchone()
         if found is None:
             raise IndexCorruptError(f"{self.dir}: document row {row} missing")
@@ -392,7 +448,8 @@ class Generation:
 
     def close(self) -> None:
         with self._db_lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
 
 def _open_vectors(gen_dir: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dense_vectors.DenseIndex]:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa import phrases
-from qa.chunking import is_heading, is_label
+from qa.chunking import MAX_CHUNK_CHARS, is_heading, is_label
 from qa.store import Generation
 
 
@@ -72,6 +72,7 @@ class WindowRules:
     """Margins of the neighbour rules (scores are the highlight scores of the answer stage)."""
 
     max_sentences: int = 3
+    max_chars: int = MAX_CHUNK_CHARS  # an answer is never longer than a chunk may be
     type_margin: float = 0.35
     term_margin: float = 0.25
     term_share: float = 0.2
@@ -141,6 +142,9 @@ def choose(
     def room() -> bool:
         return hi - lo < rules.max_sentences
 
+    def fits(a: int, b: int) -> bool:  # units[a:b] as one answer: short enough to read
+        return units[b - 1].end - units[a].start <= rules.max_chars
+
     # 1-2: a sentence that announces a list, or a label whose value is on the next line.
     while room() and hi < len(units):
         last = units[hi - 1]
@@ -151,7 +155,7 @@ def choose(
             and "\n" not in line
             and (is_label(line.strip()) or is_heading(text, last.start, last.end))
         )
-        if announces(line, text[nxt.start : nxt.end]) or label:
+        if (announces(line, text[nxt.start : nxt.end]) or label) and fits(lo, hi + 1):
             hi += 1
             if not text[last.start : last.end].rstrip().endswith(":") or not _CONTINUES.match(
                 text[units[hi - 1].start : units[hi - 1].end]
@@ -171,7 +175,9 @@ def choose(
         typed = [
             i
             for i in neighbours
-            if scores[i] >= scores[best] - rules.type_margin and _has_type(text, units[i], wanted, q_words)
+            if scores[i] >= scores[best] - rules.type_margin
+            and fits(min(lo, i), max(hi, i + 1))
+            and _has_type(text, units[i], wanted, q_words)
         ]
         if typed:
             pick = max(typed, key=lambda i: scores[i])
@@ -180,6 +186,11 @@ def choose(
     for i in sorted(neighbours, key=lambda i: -scores[i]):
         if not room() or lo <= i < hi or not (i == lo - 1 or i == hi):
             continue
-        if scores[i] >= scores[best] - rules.term_margin and missing_weight[i] >= rules.term_share:
-            lo, hi = min(lo, i), max(hi, i + 1)
+        wider = min(lo, i), max(hi, i + 1)
+        if (
+            scores[i] >= scores[best] - rules.term_margin
+            and missing_weight[i] >= rules.term_share
+            and fits(*wider)
+        ):
+            lo, hi = wider
     return lo, hi

@@ -25,6 +25,7 @@ def _run(corpus: Path, index: Path, n: int) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # ~4 minutes: one child build per write step; in `make test`, not `make unit`
 def test_sigkill_at_every_write_step(tmp_path: Path, corpus: Path) -> None:
     settings = qa.Settings(min_score=0.3)
     fake = FakeEmbedder()

@@ -257,7 +257,8 @@ EXPECTED_SKIPS = {
     "notzip.docx": r"^not a valid \.docx \(not a zip archive\)",
     "olecrypt.docx": r"^not a \.docx: an encrypted \(password-protected\) or legacy Word file",
     "bomb.docx": r"^refused as a possible zip bomb: declares 8 GiB uncompressed from \d+ bytes \(limits",
-    "zeros.docx": r"^refused as a possible zip bomb: declares 40 MiB uncompressed from \d+(\.\d)? KiB",
+    "zeros.docx": r"^refused as a possible zip bomb: declares 129 MiB for the XML part "
+    r"word/document\.xml from \d+(\.\d)? KiB \(limits: 512 MiB in all, 128 MiB per XML part\)$",
     "image.txt": r"^looks like a PNG image, not text: give the file its real extension$",
     "big.txt": r"^file too large: 1\.5 MiB is over the 1 MiB limit \(raise QA_MAX_FILE_MB",
     "outside-link.txt": r"^symlink pointing outside the corpus: not followed$",
@@ -293,7 +294,7 @@ def make_bad_corpus(root: Path, outside: Path) -> None:
         "notzip.docx": b"This is plain text pretending to be a docx.",
         "olecrypt.docx": b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 504,
         "bomb.docx": declared_bomb_docx(),
-        "zeros.docx": zeros_docx(40),
+        "zeros.docx": zeros_docx(129),
         "deep.html": deep_html(),
         "latin1.txt": LATIN1.encode("latin-1"),
         "utf16.txt": UTF16.encode("utf-16"),
@@ -483,7 +484,7 @@ def test_docx_bomb_is_refused_before_python_docx_reads_it(monkeypatch: pytest.Mo
         raise AssertionError("python-docx opened a zip bomb")
 
     monkeypatch.setattr(docx, "Document", must_not_run)
-    for data in (declared_bomb_docx(), zeros_docx(8)):
+    for data in (declared_bomb_docx(), zeros_docx(129)):
         with pytest.raises(DocumentError, match="zip bomb"):
             parsing.parse_docx(data)
 

@@ -21,6 +21,7 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +57,14 @@ class CountingService(QAService):
     inflight: int = field(default=0, init=False)
     max_inflight: int = field(default=0, init=False)
 
-    def ask(self, question: str, k: int | None = None) -> Answer:
+    def ask(
+        self, question: str, k: int | None = None, history: Sequence[tuple[str, Answer]] | None = None
+    ) -> Answer:
         with self._count_lock:
             self.inflight += 1
             self.max_inflight = max(self.max_inflight, self.inflight)
         try:
-            return super().ask(question, k)
+            return super().ask(question, k, history)
         finally:
             with self._count_lock:
                 self.inflight -= 1

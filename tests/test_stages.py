@@ -110,8 +110,9 @@ def test_assemble_takes_fresh_and_reused_vectors(settings: qa.Settings, fake: Fa
         assert previous.gen is not None
         assert np.array_equal(built.vectors[0], fresh_vec)
         assert np.array_equal(built.vectors[1:], previous.gen.vectors[1:])
-        assert built.unit_ptr[-1] == len(built.units) == len(built.unit_vectors)
-        assert not built.unit_vectors[: built.unit_ptr[1]].any()
+        assert built.unit_ptr[-1] == len(built.units) == sum(len(u) for u in built.unit_vectors)
+        assert len(built.unit_vectors) == len(built.chunks)  # one float16 array per chunk, never stacked
+        assert not built.unit_vectors[0].any()
         assert built.dense is None and built.dense_params.type == "flat"
     finally:
         previous.close()

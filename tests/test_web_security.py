@@ -193,7 +193,9 @@ def test_qa_serve_defaults_to_loopback(
     args = ["serve", "--corpus", str(settings.corpus), "--index", str(settings.index)]
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
-    assert calls == [{"host": "127.0.0.1", "port": 7860, "quiet": True, "prevent_thread_lock": True}]
+    assert calls == [
+        {"host": "127.0.0.1", "port": 7860, "quiet": True, "prevent_thread_lock": True, "auth": None}
+    ]
     assert checked == [("127.0.0.1", 7860)]
     assert "warning" not in result.output
 
@@ -405,7 +407,8 @@ def test_raw_api_payloads_never_500(live: Live, capfd: pytest.CaptureFixture[str
     answers = [
         b'{"data": ["Foxconn \\ud800 hardware", 3]}',  # lone surrogates: not encodable as UTF-8
         b'{"data": ["\\udfff\\ud800", 3]}',
-        b'{"data": ["Foxconn", 3, "extra"]}',
+        b'{"data": ["Foxconn", 3, ["Who is OpenAI partnering with?"]]}',  # history: earlier questions
+        b'{"data": ["Foxconn", 3, null]}',
     ]
     for body in answers:
         status, event, data = _call(live.port, body)
@@ -419,6 +422,8 @@ def test_raw_api_payloads_never_500(live: Live, capfd: pytest.CaptureFixture[str
         (b'{"data": [["a", "list"], 3]}', "question is empty"),
         (b'{"data": [{"a": 1}, 3]}', "question is empty"),
         (b'{"data": [12345, 3]}', "question is empty"),
+        (b'{"data": ["Foxconn", 3, "extra"]}', "History must be a list of earlier questions"),
+        (b'{"data": ["Foxconn", 3, [1, {"a": 2}]]}', "History must be a list of earlier questions"),
     ]
     for body, msg in refusals:
         status, event, data = _call(live.port, body)
