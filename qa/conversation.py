@@ -100,6 +100,11 @@ def rewrite(question: str, found: Topic) -> str:
     return " ".join([question, *found.names, *found.words])
 
 
+def _names(name: str, text: str) -> bool:
+    """Whether ``text`` names ``name`` as whole words ("AI" is not named by "OpenAI")."""
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+
+
 @dataclass(frozen=True)
 class Topic:
     """What a dependent question is searched with: ``names`` (the first one takes the place of
@@ -131,13 +136,13 @@ def topic(
     few = own_terms <= FEW_TERMS
     searches = [past_answer.query or past_question for past_question, past_answer in history]
     found = {text[c.start : c.end] for text in searches for c in phrases.candidates(text) if c.kind == "name"}
-    seen = {n: sum(n in text for text in searches) for n in found if not phrases.words_of(n) <= asked}
+    seen = {n: sum(_names(n, text) for text in searches) for n in found if not phrases.words_of(n) <= asked}
     names = sorted(seen, key=lambda n: (-seen[n], idf_of(n), n))[: TOPIC_NAMES + few]
+    # the name takes the pronoun's place only when it is clearly the topic: named in more
+    # searches than any other, or the only name there is; otherwise it is searched beside
+    runner_up = max((seen[n] for n in seen if names and n != names[0]), default=0)
+    sure = bool(names) and seen[names[0]] > runner_up
     if names and not few:
-        # the name takes the pronoun's place only when it is clearly the topic: named in more
-        # searches than any other, or the only name there is; otherwise it is searched beside
-        runner_up = max((seen[n] for n in seen if n != names[0]), default=0)
-        sure = seen[names[0]] > runner_up
         return Topic(tuple(names)) if sure else Topic((), tuple(names))
     last_question, last = history[-1]
     if few and last.found and last.phrase is not None and last.phrase.text not in names:
@@ -150,7 +155,8 @@ def topic(
         for w in dict.fromkeys(words)
         if len(w) > 2 and w.lower() not in asked | taken | phrases.COMMON_WORDS and idf_of(w) > 0
     ]
-    return Topic(tuple(names), tuple(sorted(words, key=lambda w: -idf_of(w))[:TOPIC_TERMS]))
+    rarest = tuple(sorted(words, key=lambda w: -idf_of(w))[:TOPIC_TERMS])
+    return Topic(tuple(names), rarest) if sure else Topic((), (*names, *rarest))
 
 
 @dataclass(frozen=True)

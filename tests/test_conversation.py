@@ -80,10 +80,16 @@ def test_a_question_with_few_words_carries_more_of_the_topic() -> None:
     ]
     idf = {"OpenAI": 3.0, "AI": 1.0, "partnering": 4.0, "manufacture": 3.5, "hardware": 3.2}
     found = conversation.topic(history, "Where will they build it?", 1, lambda t: idf.get(t, 0.0))
-    assert found.names == ("AI", "OpenAI", "Foxconn")
-    assert found.words == ("partnering", "manufacture", "hardware")
+    # no name is clearly the topic (each named once): none takes the pronoun's place
+    assert found.names == ()
+    assert found.words == ("AI", "OpenAI", "Foxconn", "partnering", "manufacture", "hardware")
     text = conversation.rewrite("Where will they build it?", found)
-    assert text == "Where will they build AI? OpenAI Foxconn partnering manufacture hardware"
+    assert text == "Where will they build it? AI OpenAI Foxconn partnering manufacture hardware"
+    # named in both earlier searches: OpenAI is the topic and replaces "it"
+    twice = [*history, ("What will OpenAI make?", answered("q", "OpenAI will make servers.", "servers"))]
+    found = conversation.topic(twice, "Where will they build it?", 1, lambda t: idf.get(t, 0.0))
+    assert found.names[0] == "OpenAI"
+    assert conversation.rewrite("Where will they build it?", found).startswith("Where will they build OpenAI?")
     # names the question already has are not added again
     assert "OpenAI" not in conversation.topic(history, "Where will OpenAI build it?", 2, lambda t: 1.0).names
 
