@@ -89,7 +89,9 @@ def test_a_question_with_few_words_carries_more_of_the_topic() -> None:
     twice = [*history, ("What will OpenAI make?", answered("q", "OpenAI will make servers.", "servers"))]
     found = conversation.topic(twice, "Where will they build it?", 1, lambda t: idf.get(t, 0.0))
     assert found.names[0] == "OpenAI"
-    assert conversation.rewrite("Where will they build it?", found).startswith("Where will they build OpenAI?")
+    assert conversation.rewrite("Where will they build it?", found).startswith(
+        "Where will they build OpenAI?"
+    )
     # names the question already has are not added again
     assert "OpenAI" not in conversation.topic(history, "Where will OpenAI build it?", 2, lambda t: 1.0).names
 
