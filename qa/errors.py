@@ -49,3 +49,7 @@ class InvalidQuestionError(QAError):
 
 class ModelLoadError(QAError):
     """The embedding model could not be loaded from its local directory."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The fast query encoder does not implement this model; sentence-transformers is used instead."""
