@@ -21,7 +21,7 @@ import gradio as gr
 
 from qa.answering import Quote
 from qa.building import build_embedder
-from qa.embedding import Embedder, get_embedder
+from qa.embedding import Embedder, get_query_embedder
 from qa.errors import (
     QAError,
 )
@@ -404,7 +404,7 @@ def create_app(settings: Settings | None = None, embedder: Embedder | None = Non
     settings = settings or Settings()
     if embedder is not None:
         return build_ui(QAService(settings, embedder, embedder))
-    query = get_embedder(settings.model, settings.threads, settings.batch_size)
+    query = get_query_embedder(settings)
     build = build_embedder(settings, threads=settings.threads)
     return build_ui(QAService(settings, query, build))
 

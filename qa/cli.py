@@ -260,10 +260,11 @@ def eval_beir_cmd(
 def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
     """Describe the live index: generation, model, counts, documents, skipped files."""
     from qa import store
-    from qa.embedding import get_embedder
+    from qa.embedding import get_query_embedder
 
     settings = _settings(index=index, model=model)
-    gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
+    embedder = get_query_embedder(settings)
+    gen, warnings = store.open_live(settings.index, embedder.fingerprint)
     m = gen.manifest
     if as_json:
         click.echo(json.dumps(m, indent=1, ensure_ascii=False))
@@ -281,6 +282,7 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
         f"model       {m['model']['name']}  dim {m['model']['dimension']}  "
         f"sha256 {m['model']['fingerprint'][:12]}  embedded in {m['model'].get('precision', 'float32')}"
     )
+    click.echo(f"questions   encoded with {getattr(embedder, 'note', type(embedder).__name__)}")
     click.echo(f"metric      {m['metric']}")
     click.echo(
         f"chunking    {m['chunking']['max_tokens']} tokens max, overlap "
@@ -313,7 +315,7 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
 
     from qa import store
     from qa.building import build_index
-    from qa.embedding import get_embedder
+    from qa.embedding import get_query_embedder
 
     settings = _settings(index=index, corpus=corpus, model=model)
     if not store.generation_names(settings.index):
@@ -332,7 +334,7 @@ def serve_cmd(index: Path | None, corpus: Path | None, model: Path | None, host:
     from qa.app import create_app, launch
 
     app = create_app(settings)
-    embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
+    embedder = get_query_embedder(settings)  # the app's query model (numpy: no torch until a rebuild)
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
     click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)

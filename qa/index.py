@@ -13,7 +13,7 @@ from typing import Any
 
 from qa import answering, retrieval, store
 from qa.answering import Answer
-from qa.embedding import Embedder, get_embedder
+from qa.embedding import Embedder, get_query_embedder
 from qa.errors import InvalidQuestionError
 from qa.settings import Settings
 
@@ -55,7 +55,7 @@ class Index:
         """
         settings = settings or Settings()
         root = Path(path) if path is not None else settings.index
-        embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
+        embedder = embedder or get_query_embedder(settings)  # numpy when it can: no torch import
         gen, warnings = store.open_live(root, embedder.fingerprint)
         import faiss
 

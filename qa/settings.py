@@ -71,8 +71,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="Torch and FAISS threads. One is fastest for single queries on a busy "
-        "2-core machine (measured, see README).",
+        description="Torch, FAISS and numpy BLAS threads for questions. One is fastest for single "
+        "queries on a busy 2-core machine (measured, see README).",
     )
     build_threads: int = Field(
         2,
@@ -91,6 +91,14 @@ class Settings(BaseSettings):
         "always embedded in float32.",
     )
     batch_size: int = Field(32, ge=1, le=4096, description="Chunks per embedding batch.")
+    query_encoder: Literal["auto", "numpy", "sentence-transformers"] = Field(
+        "auto",
+        description="What embeds questions (QA_QUERY_ENCODER). auto: the numpy encoder (same vectors "
+        "within 1e-5 cosine, no torch import: cold `qa ask` ~1 s instead of several) when it "
+        "implements the model, else sentence-transformers (`qa info` says which and why); numpy: "
+        "refuse a model it does not implement; sentence-transformers: always torch. Builds always "
+        "use sentence-transformers.",
+    )
     keep_generations: int = Field(
         2, ge=2, le=20, description="Index generations kept on disk (the live one and fallbacks)."
     )

@@ -410,3 +410,22 @@ def test_numpy_embedder_lowercases_and_pools_units(tmp_path: Path) -> None:
     first = tokens[1:3].mean(0)
     assert units[0].shape == (2, 8) and np.allclose(units[0][0], first / np.linalg.norm(first), atol=1e-6)
     assert list(plain.token_starts(text)) == [0, 2, 4, 6]
+
+
+def test_query_embedder_factory_falls_back_with_the_reason(tmp_path: Path) -> None:
+    from qa.embedding import SentenceTransformerEmbedder, get_query_embedder
+    from qa.settings import Settings
+
+    pooling = {"word_embedding_dimension": 8, "pooling_mode_mean_tokens": True}
+    good = tokenized_folder(tmp_path / "good", pooling)
+    fast = get_query_embedder(Settings(model=good))
+    assert isinstance(fast, NumpyEmbedder) and fast is get_query_embedder(Settings(model=good))
+    assert "numpy" in fast.note
+    dense = st_folder(tmp_path / "dense", modules=["Transformer", "Pooling", "Dense"])
+    slow = get_query_embedder(Settings(model=dense))  # built lazily: nothing imports torch here
+    assert isinstance(slow, SentenceTransformerEmbedder)
+    assert "does not implement this model" in slow.note and "Dense" in slow.note
+    forced = get_query_embedder(Settings(model=good, query_encoder="sentence-transformers"))
+    assert isinstance(forced, SentenceTransformerEmbedder) and "QA_QUERY_ENCODER" in forced.note
+    with pytest.raises(UnsupportedModelError, match="Dense"):
+        get_query_embedder(Settings(model=dense, query_encoder="numpy"))

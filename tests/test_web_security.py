@@ -187,6 +187,7 @@ def test_qa_serve_defaults_to_loopback(
     qa.build_index(settings=settings, embedder=fake)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(app_module, "launch", lambda app, s, **kw: calls.append(kw))
     args = ["serve", "--corpus", str(settings.corpus), "--index", str(settings.index)]
     result = CliRunner().invoke(cli.main, args)
