@@ -68,6 +68,15 @@ def read_spec(path: Path) -> ModelSpec:
     Raises:
         UnsupportedModelError: the folder needs something the numpy path does not do (says what).
     """
+    try:
+        return _read_spec(path)
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of an unexpected type
+        raise UnsupportedModelError(
+            f"{path}: unexpected sentence-transformers configuration ({exc})"
+        ) from exc
+
+
+def _read_spec(path: Path) -> ModelSpec:
     modules = _json(path / "modules.json")
     if not isinstance(modules, list) or not modules:
         raise UnsupportedModelError(f"{path / 'modules.json'} is missing or not a module list")
@@ -92,6 +101,13 @@ def read_spec(path: Path) -> ModelSpec:
     if st.get("module_output_name", "token_embeddings") != "token_embeddings":
         raise UnsupportedModelError(
             f"module_output_name {st['module_output_name']!r} is not token_embeddings"
+        )
+    text = (
+        (st.get("modality_config") or {}).get("text") if isinstance(st.get("modality_config"), dict) else None
+    )
+    if isinstance(text, dict) and text.get("method_output_name", "last_hidden_state") != "last_hidden_state":
+        raise UnsupportedModelError(
+            f"text modality reads {text['method_output_name']!r}, not last_hidden_state"
         )
     prompts = _json(path / "config_sentence_transformers.json")
     if isinstance(prompts, dict) and prompts.get("default_prompt_name"):

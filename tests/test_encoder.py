@@ -275,6 +275,8 @@ def test_spec_reads_pooling_and_length(tmp_path: Path) -> None:
         ("weightedmean", "weightedmean"),
         ("prompt", "default prompt"),
         ("query_length", "query_length"),
+        ("pooler_output", "pooler_output"),
+        ("bad_type", "unexpected"),
         ("no_tokenizer", "tokenizer.json"),
     ],
 )
@@ -291,6 +293,11 @@ def test_folders_it_does_not_implement_are_refused(tmp_path: Path, kind: str, me
         )
     if kind == "query_length":
         (folder / "sentence_bert_config.json").write_text('{"max_seq_length": 12, "query_length": 8}')
+    if kind == "pooler_output":
+        modality = {"text": {"method": "forward", "method_output_name": "pooler_output"}}
+        (folder / "sentence_bert_config.json").write_text(json.dumps({"modality_config": modality}))
+    if kind == "bad_type":
+        (folder / "sentence_bert_config.json").write_text('{"max_seq_length": "long"}')
     with pytest.raises(UnsupportedModelError, match=message):
         NumpyEmbedder(folder)
 
