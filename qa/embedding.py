@@ -404,7 +404,7 @@ def get_query_embedder(settings: Settings) -> Embedder:
         from qa.query_embedding import NumpyEmbedder
 
         try:
-            embedder = NumpyEmbedder(path, threads=settings.threads, batch_size=settings.batch_size)
+            embedder = NumpyEmbedder(path, batch_size=settings.batch_size)
         except UnsupportedModelError as exc:
             if settings.query_encoder == "numpy":
                 raise

@@ -166,7 +166,7 @@ class NumpyEmbedder:
     backend = "numpy"
     precision = "float32"
 
-    def __init__(self, path: Path, name: str | None = None, threads: int = 1, batch_size: int = 32) -> None:
+    def __init__(self, path: Path, name: str | None = None, batch_size: int = 32) -> None:
         """Check that the folder is supported and map its weights (nothing is read yet but
         small JSON files and the safetensors header; the tokenizer loads on first use).
 
@@ -184,7 +184,6 @@ class NumpyEmbedder:
             raise UnsupportedModelError(f"{path}: hidden_size disagrees with the pooling dimension")
         self.path = path
         self.name = name or (DEFAULT_MODEL_NAME if path == default_model_path() else path.name)
-        self.threads = threads
         self.batch_size = batch_size
         self.dimension = self.spec.dimension
         self.max_tokens = self.spec.max_seq_length - _special_tokens(
@@ -200,7 +199,7 @@ class NumpyEmbedder:
         return model_fingerprint(self.path)
 
     def load(self) -> Any:
-        """Read the tokenizer and cap numpy's BLAS threads (once; ``encode`` calls it).
+        """Read the tokenizer and run BLAS on ``BLAS_THREADS`` (once; ``encode`` calls it).
 
         Returns the truncating ``tokenizers.Tokenizer`` used for questions.
         """
@@ -208,7 +207,7 @@ class NumpyEmbedder:
             if self._tokenizer is None:
                 tok = self._new_tokenizer()
                 tok.enable_truncation(self.spec.max_seq_length, strategy="longest_first", direction="right")
-                limit_blas_threads(self.threads)
+                limit_blas_threads(BLAS_THREADS)
                 self._tokenizer = tok
             return self._tokenizer
 
@@ -335,16 +334,18 @@ def _special_tokens(tokenizer_json: Path) -> int:
     )
 
 
+# One BLAS thread for questions, whatever Settings.threads says. Measured on this 2-core
+# machine (benchmarks/latency.py, 200 SQuAD questions of ~13 tokens, load ~4): the forward pass
+# took 13.7 ms p50 / 24.5 ms p95 on one OpenBLAS thread and 140 / 488 ms on two (a 13-row matrix
+# product is too small to split; the second thread mostly waits for a busy core), and with BLAS
+# following QA_THREADS=2, ask() p95 at 100k chunks was 1128 ms against torch's 613 ms.
+BLAS_THREADS = 1
 _blas_threads: int | None = None
 
 
 def limit_blas_threads(threads: int) -> None:
-    """Cap BLAS libraries (numpy's OpenBLAS, FAISS's) at ``threads``, process-wide, once.
-
-    Measured on this 2-core machine under load (benchmarks/latency.py): one question's forward
-    pass took ~30 ms on 1 OpenBLAS thread and ~190 ms on 2 (threads waiting for a busy core),
-    so questions run on ``Settings.threads`` (default 1), like torch and FAISS.
-    """
+    """Cap the process's BLAS libraries (numpy's OpenBLAS, FAISS's) at ``threads``, through
+    threadpoolctl. Process-wide, like ``torch.set_num_threads`` and FAISS's OpenMP setting."""
     global _blas_threads
     if _blas_threads != threads:
         from threadpoolctl import threadpool_limits

@@ -71,8 +71,9 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="Torch, FAISS and numpy BLAS threads for questions. One is fastest for single "
-        "queries on a busy 2-core machine (measured, see README).",
+        description="Torch and FAISS threads. One is fastest for single queries on a busy "
+        "2-core machine (measured, see README). The numpy question encoder always runs BLAS on "
+        "one thread (measured: two were 10x slower for a question).",
     )
     build_threads: int = Field(
         2,
