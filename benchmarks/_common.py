@@ -39,6 +39,10 @@ PACKAGES = (
 )
 
 
+# CPU features that change the speed of the model's matmuls (bfloat16, AVX-512, AMX)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
 def set_threads_env(threads: int) -> None:
     """Thread caps for OpenMP/BLAS users (torch, FAISS, numpy); call before importing them."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -61,13 +65,15 @@ def wait_for_quiet(limit: float, max_wait: float) -> list[float]:
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, RAM and OS of this machine."""
+    """CPU model and matmul-relevant flags, cores, RAM and OS of this machine."""
     cpu = "unknown"
+    flags: list[str] = []
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = [f for f in line.split(":", 1)[1].split() if f in CPU_FLAGS]
     except OSError:
         pass
     ram_gib = None
@@ -79,6 +85,7 @@ def machine() -> dict[str, Any]:
         pass
     return {
         "cpu": cpu,
+        "cpu_flags": flags,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
         "ram_gib": ram_gib,

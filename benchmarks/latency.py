@@ -24,9 +24,23 @@ Method:
    ``IndexFlatIP`` (what qa uses) vs ``IVF1024,Flat`` (nprobe sweep) and ``HNSW32,Flat``
    (efSearch sweep): recall@10 against exact, single-query latency, build time and memory.
 
+5. Question encoders (issue 15): in each process of step 3 the index is loaded once and
+   every question is asked once per ``--encoders`` (``QA_QUERY_ENCODER``: ``numpy``, the
+   default, and ``sentence-transformers``, the torch path it replaced), swapping
+   ``Index.embedder`` in rotating order, so both meet the same questions under the same
+   (shared, fluctuating) load; RSS is recorded after the first encoder's warm-up (numpy
+   alone) and after both. Then the forward pass alone, in a fresh process: ``--queries``
+   SQuAD questions (median 13 tokens) tokenised once, then alternately the numpy
+   ``BertEncoder.hidden_states`` and torch's ``BertModel`` forward (``torch.inference_mode``)
+   on the same ids, at each ``--threads`` count (numpy's BLAS set through threadpoolctl,
+   torch's through ``torch.set_num_threads``).
+
 Target: p95 of ``Index.ask`` <= 50 ms at 100k chunks. ANN candidates need recall@10 >= 0.95.
+Issue 15: with the numpy encoder, p95 no worse than with torch; the numpy forward of one short
+question costs no more than torch's.
 
 Run: python benchmarks/latency.py [--quick] [--sizes 10000,100000] [--threads 1,2] [--faiss-n 1000000]
+     [--encoders numpy,sentence-transformers] [--name latency]
 """
 
 from __future__ import annotations
@@ -203,34 +217,49 @@ def _questions(n: int, seed: int = 1) -> list[str]:
     return [q.question for q in picked]
 
 
-def worker_ask(index: Path, threads: int, n_queries: int, warmup: int) -> dict[str, Any]:
+def worker_ask(
+    index: Path, threads: int, n_queries: int, warmup: int, encoders: list[str]
+) -> list[dict[str, Any]]:
+    """One index, one process; each question is asked once per encoder, in rotating order, so
+    every encoder meets the same questions under the same (shared, fluctuating) machine load."""
     import faiss
 
     import qa
     from qa import retrieval, store
+    from qa.embedding import get_query_embedder
 
     faiss.omp_set_num_threads(threads)
     rss0 = common.rss_mib()
     t0 = time.perf_counter()
-    settings = qa.Settings(threads=threads)
+    settings = qa.Settings(threads=threads, query_encoder=encoders[0])  # type: ignore[arg-type]
     idx = qa.Index.load(index, settings)
     load_s = time.perf_counter() - t0
     rss_loaded = common.rss_mib()
     questions = _questions(warmup + n_queries)
-    t1 = time.perf_counter()
-    first = idx.ask(questions[0])
-    first_s = time.perf_counter() - t1
-    for q in questions[1:warmup]:
-        idx.ask(q)
-    totals, parts = [], {"embed": [], "search": [], "answer": []}
+    embedders, first, rss_after = {}, {}, {}
+    for enc in encoders:  # load and warm each encoder; RSS after each (the first alone, then both)
+        embedders[enc] = get_query_embedder(settings.model_copy(update={"query_encoder": enc}))
+        idx.embedder = embedders[enc]
+        t1 = time.perf_counter()
+        ans = idx.ask(questions[0])
+        first[enc] = (time.perf_counter() - t1, ans.timings)
+        for q in questions[1:warmup]:
+            idx.ask(q)
+        rss_after[enc] = common.rss_mib()
+    totals: dict[str, list[float]] = {e: [] for e in encoders}
+    parts: dict[str, dict[str, list[float]]] = {
+        e: {"embed": [], "search": [], "answer": []} for e in encoders
+    }
     dense, lexical = [], []
     gen = idx.generation
-    for q in questions[warmup:]:
-        t = time.perf_counter()
-        ans = idx.ask(q)
-        totals.append(time.perf_counter() - t)
-        for k in parts:
-            parts[k].append(ans.timings[k])
+    for i, q in enumerate(questions[warmup:]):
+        for enc in encoders[i % len(encoders) :] + encoders[: i % len(encoders)]:
+            idx.embedder = embedders[enc]
+            t = time.perf_counter()
+            ans = idx.ask(q)
+            totals[enc].append(time.perf_counter() - t)
+            for k in parts[enc]:
+                parts[enc][k].append(ans.timings[k])
         vec = idx.embedder.encode([q])[0]
         toks = retrieval.tokenize([q])[0]
         t = time.perf_counter()
@@ -242,16 +271,13 @@ def worker_ask(index: Path, threads: int, n_queries: int, warmup: int) -> dict[s
     gen_dir = index / store.read_pointer(index)
     files = {p.relative_to(gen_dir).as_posix(): p.stat().st_size for p in gen_dir.rglob("*") if p.is_file()}
     n = len(gen.chunks)
-    return {
+    shared = {
         "chunks": n,
         "documents": len(gen.documents),
         "units": len(gen.units),
-        "queries": len(totals),
+        "queries": n_queries,
+        "alternated": encoders,
         "load_s": load_s,
-        "first_ask_s": first_s,
-        "first_ask_timings": first.timings,
-        "ask_ms": common.percentiles(totals),
-        "parts_ms": {k: common.percentiles(v) for k, v in parts.items()},
         "dense_search_ms": common.percentiles(dense),
         "bm25_scores_ms": common.percentiles(lexical),
         "rss_mib_start": rss0,
@@ -263,6 +289,54 @@ def worker_ask(index: Path, threads: int, n_queries: int, warmup: int) -> dict[s
             k: round(v / max(1, n), 1) for k, v in sorted(files.items(), key=lambda kv: -kv[1])[:8]
         },
     }
+    return [
+        {
+            **shared,
+            "encoder": type(embedders[enc]).__name__,
+            "first_ask_s": first[enc][0],
+            "first_ask_timings": first[enc][1],
+            "ask_ms": common.percentiles(totals[enc]),
+            "parts_ms": {k: common.percentiles(v) for k, v in parts[enc].items()},
+            "rss_mib_after_warmup": rss_after[enc],
+        }
+        for enc in encoders
+    ]
+
+
+def worker_forward(threads_list: list[int], n_queries: int, warmup: int) -> dict[str, Any]:
+    """The forward pass alone for single short questions: numpy vs torch, same ids, alternating."""
+    import numpy as np
+    import torch
+
+    from qa.embedding import default_model_path, get_embedder
+    from qa.query_embedding import NumpyEmbedder, limit_blas_threads
+
+    fast = NumpyEmbedder(default_model_path())
+    tok = fast.load()
+    bert = get_embedder()._load()[0].auto_model  # the sentence-transformers model's BertModel
+    questions = _questions(warmup + n_queries, seed=3)
+    ids = [np.array([tok.encode(q).ids]) for q in questions]
+    rows = []
+    for threads in threads_list:
+        limit_blas_threads(threads)
+        torch.set_num_threads(threads)
+        times: dict[str, list[float]] = {"numpy": [], "torch": []}
+        for i, x in enumerate(ids):
+            t = time.perf_counter()
+            fast.encoder.hidden_states(x)
+            t_np = time.perf_counter() - t
+            xt = torch.from_numpy(x)
+            t = time.perf_counter()
+            with torch.inference_mode():
+                bert(input_ids=xt, attention_mask=torch.ones_like(xt), token_type_ids=torch.zeros_like(xt))
+            t_torch = time.perf_counter() - t
+            if i >= warmup:
+                times["numpy"].append(t_np)
+                times["torch"].append(t_torch)
+        rows += [{"threads": threads, "encoder": k, "ms": common.percentiles(v)} for k, v in times.items()]
+        rows[-1]["load"] = rows[-2]["load"] = common.loadavg()
+    tokens = sorted(x.shape[1] for x in ids[warmup:])
+    return {"rows": rows, "tokens_median": tokens[len(tokens) // 2], "tokens_max": tokens[-1]}
 
 
 def _lat(index: Any, queries: Any, k: int) -> tuple[list[float], Any]:
@@ -371,7 +445,7 @@ def worker_faiss(base: Path, n: int, threads_list: list[int], n_queries: int, hn
     return out
 
 
-def run_worker(args: list[str], threads: int) -> dict[str, Any]:
+def run_worker(args: list[str], threads: int) -> Any:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
@@ -382,8 +456,7 @@ def run_worker(args: list[str], threads: int) -> dict[str, Any]:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"worker {args} failed ({proc.returncode})")
-    result: dict[str, Any] = json.loads(lines[-1][len(MARK) :])
-    return result
+    return json.loads(lines[-1][len(MARK) :])
 
 
 def main() -> None:
@@ -401,13 +474,24 @@ def main() -> None:
     )
     ap.add_argument("--wait-load", type=float, default=0.0, help="wait until the load average is below this")
     ap.add_argument("--max-wait", type=float, default=600.0, help="longest wait for --wait-load, seconds")
-    ap.add_argument("--worker", choices=("ask", "faiss"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--encoders", default="numpy,sentence-transformers", help="question encoders (QA_QUERY_ENCODER)"
+    )
+    ap.add_argument("--name", default="latency", help="results/<name>.json (keep other runs' files)")
+    ap.add_argument("--worker", choices=("ask", "faiss", "forward"), help=argparse.SUPPRESS)
     ap.add_argument("--index", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    encoders = args.encoders.split(",")
 
     if args.worker == "ask":
-        res = worker_ask(args.index, threads[0], args.queries, args.warmup)
+        print(
+            MARK + json.dumps(worker_ask(args.index, threads[0], args.queries, args.warmup, encoders)),
+            flush=True,
+        )
+        return
+    if args.worker == "forward":
+        res = worker_forward(threads, args.queries, args.warmup)
         print(MARK + json.dumps(res), flush=True)
         return
     if args.worker == "faiss":
@@ -442,16 +526,25 @@ def main() -> None:
         for t in threads:
             load = common.loadavg()
             print(f"ask at {size} chunks, {t} thread(s) (load {load}) ...", file=sys.stderr, flush=True)
-            res = run_worker(
+            results = run_worker(
                 ["--worker", "ask", "--index", str(work / f"index-{size}"), "--threads", str(t),
-                 "--queries", str(n_queries), "--warmup", str(args.warmup)],
+                 "--queries", str(n_queries), "--warmup", str(args.warmup), "--encoders", args.encoders],
                 t,
             )  # fmt: skip
-            res.update(size=size, threads=t, load_at_start=load, load_at_end=common.loadavg())
-            ask_runs.append(res)
-            print(
-                f"  p50 {res['ask_ms']['p50']} ms, p95 {res['ask_ms']['p95']} ms", file=sys.stderr, flush=True
-            )
+            for res in results:
+                res.update(size=size, threads=t, load_at_start=load, load_at_end=common.loadavg())
+                ask_runs.append(res)
+                msg = f"  {res['encoder']}: p50 {res['ask_ms']['p50']} ms, p95 {res['ask_ms']['p95']} ms"
+                print(msg, file=sys.stderr, flush=True)
+    forward = None
+    if len(encoders) > 1:
+        msg = f"forward pass alone, numpy vs torch (load {common.loadavg()}) ..."
+        print(msg, file=sys.stderr, flush=True)
+        forward = run_worker(
+            ["--worker", "forward", "--threads", args.threads, "--queries", str(n_queries),
+             "--warmup", str(args.warmup)],
+            max(threads),
+        )  # fmt: skip
     faiss_res = None
     if faiss_n:
         load = common.loadavg()
@@ -464,24 +557,37 @@ def main() -> None:
         faiss_res.update(load_at_start=load, load_at_end=common.loadavg())
 
     rows = [
-        [r["chunks"], r["threads"], r["ask_ms"]["p50"], r["ask_ms"]["p95"], r["ask_ms"]["p99"],
+        [r["chunks"], r["threads"], r.get("encoder", "-"), r["ask_ms"]["p50"], r["ask_ms"]["p95"],
+         r["ask_ms"]["p99"],
          r["parts_ms"]["embed"]["p50"], r["parts_ms"]["search"]["p50"], r["parts_ms"]["answer"]["p50"],
          r["dense_search_ms"]["p50"], r["bm25_scores_ms"]["p50"], round(r["load_s"], 2),
-         r["rss_mib_end"].get("VmRSS"), round(r["disk_bytes_per_chunk"]),
+         r.get("rss_mib_after_warmup", r["rss_mib_end"]).get("VmRSS"), round(r["disk_bytes_per_chunk"]),
          f"{r['load_at_start'][0]}→{r['load_at_end'][0]}"]
         for r in ask_runs
     ]  # fmt: skip
     text = common.table(
-        ["chunks", "thr", "ask p50 ms", "p95", "p99", "embed p50", "search p50", "answer p50",
+        ["chunks", "thr", "question encoder", "ask p50 ms", "p95", "p99", "embed p50", "search p50",
+         "answer p50",
          "dense p50", "bm25 p50", "load s", "RSS MiB", "disk B/chunk", "load avg"],
         rows,
     )  # fmt: skip
     target = [r for r in ask_runs if r["chunks"] >= 100_000 and r["threads"] == 1]
-    if target:
-        p95 = target[0]["ask_ms"]["p95"]
-        text += f"\n\np95 at {target[0]['chunks']} chunks, 1 thread: {p95} ms; target ≤ 50 ms: " + (
+    for r in target:
+        p95 = r["ask_ms"]["p95"]
+        text += f"\n\np95 at {r['chunks']} chunks, 1 thread, {r['encoder']}: {p95} ms; target ≤ 50 ms: " + (
             "met" if p95 <= 50 else "NOT met"
         )
+    if forward:
+        text += (
+            f"\n\nForward pass alone, one question at a time ({n_queries} SQuAD questions, median "
+            f"{forward['tokens_median']} tokens, max {forward['tokens_max']}; numpy and torch "
+            "alternating):\n\n"
+        )
+        text += common.table(
+            ["threads", "forward", "p50 ms", "p95 ms", "p99 ms", "mean ms", "load avg"],
+            [[r["threads"], r["encoder"], r["ms"]["p50"], r["ms"]["p95"], r["ms"]["p99"], r["ms"]["mean"],
+              r["load"][0]] for r in forward["rows"]],
+        )  # fmt: skip
     if faiss_res:
         text += (
             f"\n\nFAISS alone, {faiss_res['n']:,} vectors (d={faiss_res['d']}), top-10, single queries:\n\n"
@@ -497,13 +603,14 @@ def main() -> None:
         )  # fmt: skip
     print(text)
     path = common.save(
-        "latency",
+        args.name,
         args.quick,
         {
             "method": __doc__,
             "target": "Index.ask p95 <= 50 ms at 100k chunks (1 thread); ANN recall@10 >= 0.95",
             "generated": {str(k): v for k, v in generated.items()},
             "ask": ask_runs,
+            "forward": forward,
             "faiss": faiss_res,
             "table": text,
         },

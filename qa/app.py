@@ -24,7 +24,7 @@ import gradio as gr
 
 from qa.answering import Quote
 from qa.building import build_embedder
-from qa.embedding import Embedder, get_embedder
+from qa.embedding import Embedder, get_query_embedder
 from qa.errors import (
     QAError,
 )
@@ -516,7 +516,7 @@ def create_app(
     if embedder is not None:
         service = QAService(settings, embedder, embedder)
     else:
-        query = get_embedder(settings.model, settings.threads, settings.batch_size)
+        query = get_query_embedder(settings)
         build = build_embedder(settings, threads=settings.threads)
         service = QAService(settings, query, build)
     watcher = watch_service(service).start() if watch else None

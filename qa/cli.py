@@ -475,10 +475,11 @@ def eval_beir_cmd(
 def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
     """Describe the live index: generation, model, counts, documents, skipped files."""
     from qa import store
-    from qa.embedding import get_embedder
+    from qa.embedding import get_query_embedder
 
     settings = _settings(index=index, model=model)
-    gen, warnings = store.open_live(settings.index, get_embedder(settings.model).fingerprint)
+    embedder = get_query_embedder(settings)
+    gen, warnings = store.open_live(settings.index, embedder.fingerprint)
     m = gen.meta
     if as_json:
         click.echo(printable_json(gen.manifest, indent=1))
@@ -500,6 +501,7 @@ def info_cmd(index: Path | None, model: Path | None, as_json: bool) -> None:
             f"sha256 {m.model.fingerprint[:12]}  embedded in {m.model.precision}"
         )
     )
+    click.echo(printable(f"questions   encoded with {getattr(embedder, 'note', type(embedder).__name__)}"))
     click.echo(printable(f"metric      {m.metric}"))
     click.echo(
         f"chunking    {m.chunking.max_tokens} tokens max, overlap {m.chunking.overlap_sentences} sentence(s)"
@@ -556,7 +558,7 @@ def serve_cmd(
     from qa import store
     from qa.access import is_loopback, serve_auth
     from qa.building import build_index
-    from qa.embedding import get_embedder
+    from qa.embedding import get_query_embedder
     from qa.errors import PortInUseError
     from qa.progress import cli_progress
     from qa.serving import check_port
@@ -572,7 +574,7 @@ def serve_cmd(
     from qa.app import create_app, launch
 
     app = create_app(settings, watch=watch, read_only=read_only)
-    embedder = get_embedder(settings.model, settings.threads, settings.batch_size)  # the app's query model
+    embedder = get_query_embedder(settings)  # the app's query model (numpy: no torch until a rebuild)
     t0 = time.perf_counter()
     embedder.encode(["warm up"])  # load the model now, so the first question is fast
     click.echo(f"Model loaded in {time.perf_counter() - t0:.1f}s.", err=True)

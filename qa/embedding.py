@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from qa.errors import ModelLoadError
+from qa.errors import ModelLoadError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from qa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 Progress = Callable[[int, int], None]
@@ -72,18 +78,31 @@ def default_model_path() -> Path:
 
 
 def model_fingerprint(path: Path) -> str:
-    """SHA-256 over the model folder's files (names and contents): identifies weights + tokenizer."""
+    """SHA-256 over the model folder's files (names and contents): identifies weights + tokenizer.
+
+    Hashing MiniLM's 91 MB costs ~0.1 s, a tenth of a cold ``qa ask``: the digest is kept in
+    a small cache keyed by every file's size, mtime, ctime and inode (``qa.fingerprints``).
+    """
     return _fingerprint_cached(str(path.resolve()))
 
 
 @functools.lru_cache(maxsize=8)
 def _fingerprint_cached(path: str) -> str:
-    digest = hashlib.sha256()
+    from qa import fingerprints
+
     root = Path(path)
+    files = []
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root).as_posix()
         if rel.startswith(".") or rel.endswith(".md") or "__pycache__" in rel:
             continue  # docs and caches do not change the vectors
+        files.append((rel, file))
+    return fingerprints.cached(root, files, _sha256_files)
+
+
+def _sha256_files(files: Sequence[tuple[str, Path]]) -> str:
+    digest = hashlib.sha256()
+    for rel, file in files:
         digest.update(rel.encode() + b"\0")
         with open(file, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
@@ -110,6 +129,7 @@ class SentenceTransformerEmbedder:
             )
         self.path = path
         self.name = name or (DEFAULT_MODEL_NAME if path == default_model_path() else path.name)
+        self.note = "sentence-transformers (torch)"  # what ``qa info`` says encodes questions
         self.threads = threads
         self.batch_size = batch_size
         self.precision = resolve_precision(precision)
@@ -356,3 +376,46 @@ def get_embedder(
                 resolved, threads=threads, batch_size=batch_size, precision=key[4]
             )
         return _EMBEDDERS[key]
+
+
+_QUERY_EMBEDDERS: dict[tuple[str, int, int, str], Embedder] = {}
+
+
+def get_query_embedder(settings: Settings) -> Embedder:
+    """The process-wide embedder for questions (``Index.load``, ``qa info``, the web app).
+
+    With ``settings.query_encoder`` "auto" (the default) that is ``NumpyEmbedder`` (no torch:
+    ~1 s cold start instead of several) when it implements the model folder, otherwise
+    sentence-transformers, with the reason in its ``note`` (``qa info`` shows it). Builds do
+    not use this: they take ``get_embedder(role="build")``.
+
+    Raises:
+        ModelLoadError: the folder is missing; with query_encoder "numpy", also an
+            ``UnsupportedModelError`` naming what the numpy encoder does not implement.
+    """
+    path = (settings.model or default_model_path()).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"model folder {path} does not exist: set QA_MODEL / --model")
+    key = (str(path.resolve()), settings.threads, settings.batch_size, settings.query_encoder)
+    with _EMBEDDERS_LOCK:
+        found = _QUERY_EMBEDDERS.get(key)
+    if found is not None:
+        return found
+    reason = "QA_QUERY_ENCODER=sentence-transformers"
+    embedder: Embedder | None = None
+    if settings.query_encoder != "sentence-transformers":
+        from qa.query_embedding import NumpyEmbedder
+
+        try:
+            embedder = NumpyEmbedder(path, batch_size=settings.batch_size)
+        except UnsupportedModelError as exc:
+            if settings.query_encoder == "numpy":
+                raise
+            reason = f"the numpy encoder does not implement this model: {exc}"
+            log.info("questions use sentence-transformers: %s", reason)
+    if embedder is None:
+        st = get_embedder(path, settings.threads, settings.batch_size)
+        st.note = f"sentence-transformers (torch); {reason}"
+        embedder = st
+    with _EMBEDDERS_LOCK:
+        return _QUERY_EMBEDDERS.setdefault(key, embedder)

@@ -53,3 +53,7 @@ class ModelLoadError(QAError):
 
 class PortInUseError(QAError):
     """The web server cannot listen on the requested address and port."""
+
+
+class UnsupportedModelError(ModelLoadError):
+    """The fast query encoder does not implement this model; sentence-transformers is used instead."""

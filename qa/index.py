@@ -17,7 +17,7 @@ from typing import Any
 from qa import answering, conversation, retrieval, store, verification
 from qa.answering import Answer
 from qa.conversation import Conversation
-from qa.embedding import Embedder, get_embedder
+from qa.embedding import Embedder, get_query_embedder
 from qa.errors import InvalidQuestionError
 from qa.sanitize import clean_question
 from qa.settings import Settings
@@ -71,7 +71,7 @@ class Index:
         """
         settings = settings or Settings()
         root = Path(path) if path is not None else settings.index
-        embedder = embedder or get_embedder(settings.model, settings.threads, settings.batch_size)
+        embedder = embedder or get_query_embedder(settings)  # numpy when it can: no torch import
         state = store.read_pointer(root), tuple(store.generation_names(root))
         gen, warnings = store.open_live(root, embedder.fingerprint)
         import faiss

@@ -98,7 +98,8 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="Torch and FAISS threads. One is fastest for single queries on a busy "
-        "2-core machine (measured, see README).",
+        "2-core machine (measured, see README). The numpy question encoder always runs BLAS on "
+        "one thread (measured: two were 10x slower for a question).",
     )
     build_threads: int = Field(
         2,
@@ -136,6 +137,14 @@ class Settings(BaseSettings):
         description="Dense search structure (QA_DENSE_INDEX): exact `flat`, `ivf` (IVF-Flat) or "
         "`ivfpq` (IVF-PQ, vectors re-scored exactly); `auto` picks by chunk count: flat up to 150k, "
         "IVF up to 2M, IVF-PQ above (measured: benchmarks/scale.py, README 'Scale').",
+    )
+    query_encoder: Literal["auto", "numpy", "sentence-transformers"] = Field(
+        "auto",
+        description="What embeds questions (QA_QUERY_ENCODER). auto: the numpy encoder (same vectors "
+        "within 1e-5 cosine, no torch import: cold `qa ask` ~1 s instead of several) when it "
+        "implements the model, else sentence-transformers (`qa info` says which and why); numpy: "
+        "refuse a model it does not implement; sentence-transformers: always torch. Builds always "
+        "use sentence-transformers.",
     )
     keep_generations: int = Field(
         2, ge=2, le=20, description="Index generations kept on disk (the live one and fallbacks)."

@@ -238,6 +238,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch, settings: qa.Settings, fake: Fa
         return App()
 
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(app_module, "create_app", create)
     monkeypatch.setattr(app_module, "launch", lambda app, s, **kw: calls.setdefault("launch", kw))
     monkeypatch.setattr("qa.serving.check_port", lambda host, port: None)  # 7860 need not be free here

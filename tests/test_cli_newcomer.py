@@ -60,7 +60,8 @@ def test_port_taken_between_check_and_launch_is_the_same_line(
     (corpus / "a.txt").write_text("Herons nest in tall trees.")
     monkeypatch.setattr("qa.serving.check_port", lambda host, port: None)
     monkeypatch.setattr("qa.embedding.get_embedder", lambda *a, **k: fake_builds)
-    monkeypatch.setattr("qa.app.get_embedder", lambda *a, **k: fake_builds)
+    monkeypatch.setattr("qa.embedding.get_query_embedder", lambda *a, **k: fake_builds)
+    monkeypatch.setattr("qa.app.get_query_embedder", lambda *a, **k: fake_builds)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)

@@ -67,7 +67,7 @@ def evil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> qa.Settings:
     fake = StrictEmbedder()
     report = qa.build_index(settings=settings, embedder=fake)
     assert report.added == ["walrus.txt"], report.summary()
-    monkeypatch.setattr(index_module, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(index_module, "get_query_embedder", lambda *a, **k: fake)
     return settings
 
 

@@ -100,6 +100,15 @@ def test_bad_eval_inputs_named(tmp_path: Path) -> None:
         evaluation.load_beir(tmp_path)
 
 
+# where the CLI gets its embedders: tests put the fake embedder in all of them
+QUERY_AND_BUILD_FACTORIES = (
+    "qa.embedding.get_embedder",
+    "qa.embedding.get_query_embedder",
+    "qa.building.get_embedder",
+    "qa.index.get_query_embedder",
+)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -111,9 +120,8 @@ def test_bad_eval_inputs_named(tmp_path: Path) -> None:
 def test_cli_errors_are_one_line(
     tmp_path: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("qa.embedding.get_embedder", lambda *a, **k: FakeEmbedder())
-    monkeypatch.setattr("qa.building.get_embedder", lambda *a, **k: FakeEmbedder())
-    monkeypatch.setattr("qa.index.get_embedder", lambda *a, **k: FakeEmbedder())
+    for target in QUERY_AND_BUILD_FACTORIES:
+        monkeypatch.setattr(target, lambda *a, **k: FakeEmbedder())
     result = CliRunner().invoke(main, [a.format(tmp=tmp_path) for a in args])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
@@ -123,7 +131,7 @@ def test_cli_errors_are_one_line(
 
 def test_cli_index_ask_info(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeEmbedder()
-    for target in ("qa.embedding.get_embedder", "qa.building.get_embedder", "qa.index.get_embedder"):
+    for target in QUERY_AND_BUILD_FACTORIES:
         monkeypatch.setattr(target, lambda *a, **k: fake)
     runner = CliRunner()
     idx = str(tmp_path / "idx")
@@ -177,7 +185,7 @@ def test_eval_rationales(tmp_path: Path, fake: FakeEmbedder) -> None:
 
 def test_eval_squad_cli_table_json_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeEmbedder()
-    for target in ("qa.embedding.get_embedder", "qa.building.get_embedder", "qa.index.get_embedder"):
+    for target in QUERY_AND_BUILD_FACTORIES:
         monkeypatch.setattr(target, lambda *a, **k: fake)
     monkeypatch.setenv("QA_MIN_SCORE", "0.3")
     args = ["eval", "squad", str(squad_file(tmp_path, False)), "--index-dir", str(tmp_path / "w")]

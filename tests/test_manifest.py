@@ -113,8 +113,9 @@ def test_all_generations_wrong_is_an_error_not_a_traceback(
     rewrite(settings.index / second, {"model": DELETE})
     with pytest.raises(IndexCorruptError, match="invalid manifest"):
         qa.Index.load(settings.index, settings, embedder=fake)
-    monkeypatch.setattr(index_module, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(index_module, "get_query_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
     for args in (
         ["ask", "--index", str(settings.index), "Foxconn"],
         ["info", "--index", str(settings.index)],
@@ -130,8 +131,9 @@ def test_cli_ask_and_info_use_the_good_generation(
 ) -> None:
     first, second = two_generations(settings, fake)
     rewrite(settings.index / second, {"counts": DELETE})
-    monkeypatch.setattr(index_module, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(index_module, "get_query_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
     ask = CliRunner().invoke(cli.main, ["ask", "--index", str(settings.index), "--json", "Foxconn"])
     assert ask.exit_code == 0, ask.output
     assert json.loads(ask.stdout)["generation"] == first

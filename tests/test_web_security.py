@@ -187,6 +187,8 @@ def test_qa_serve_defaults_to_loopback(
     qa.build_index(settings=settings, embedder=fake)
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(embedding, "get_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
+    monkeypatch.setattr(embedding, "get_query_embedder", lambda *a, **k: fake)
     monkeypatch.setattr(app_module, "launch", lambda app, s, **kw: calls.append(kw))
     checked: list[tuple[str, int]] = []  # the port check, without needing 7860 free on this machine
     monkeypatch.setattr("qa.serving.check_port", lambda host, port: checked.append((host, port)))
