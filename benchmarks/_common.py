@@ -20,8 +20,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-SQUAD = Path(os.environ.get("QA_BENCH_SQUAD", "/work/shared/eval/squad-v1.1-dev-first24.json"))
-SCIFACT = Path(os.environ.get("QA_BENCH_SCIFACT", "/work/shared/eval/scifact/beir"))
+SHARED_EVAL = ROOT.parent / "shared" / "eval"  # ../shared/eval beside the repo
+SQUAD = Path(os.environ.get("QA_BENCH_SQUAD", str(SHARED_EVAL / "squad-v1.1-dev-first24.json")))
+SCIFACT = Path(os.environ.get("QA_BENCH_SCIFACT", str(SHARED_EVAL / "scifact" / "beir")))
 PACKAGES = (
     "qa",
     "torch",

@@ -23,7 +23,7 @@ after the timed part, to prove it is usable. Mean tokens per embedded chunk are 
 the run, so chunks/s can be compared with the work behind each chunk.
 
 Run: python benchmarks/ingest.py [--quick] [--scifact-docs 1000 | --all-scifact] [--threads 1,2]
-LlamaIndex lives in a separate venv (--llama-python, default /work/bench-venv/bin/python).
+LlamaIndex lives in a separate venv (--llama-python, default ../bench-venv/bin/python, beside the repo).
 """
 
 from __future__ import annotations
@@ -216,7 +216,8 @@ def main() -> None:
     ap.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     ap.add_argument("--systems", default="qa,qa-float32,llamaindex")
     ap.add_argument(
-        "--llama-python", default=os.environ.get("QA_BENCH_LLAMA_PYTHON", "/work/bench-venv/bin/python")
+        "--llama-python",
+        default=os.environ.get("QA_BENCH_LLAMA_PYTHON", str(common.ROOT.parent / "bench-venv/bin/python")),
     )
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--wait-load", type=float, default=0.0, help="wait until the load average is below this")

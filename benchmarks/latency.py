@@ -364,9 +364,7 @@ def worker_faiss(base: Path, n: int, threads_list: list[int], n_queries: int, hn
     from qa.embedding import get_embedder
 
     gen, _ = store.open_live(base, None)
-    centers = np.vstack(
-        [np.asarray(gen.vectors, np.float32), np.asarray(gen.unit_vectors, np.float32)]
-    )
+    centers = np.vstack([np.asarray(gen.vectors, np.float32), np.asarray(gen.unit_vectors, np.float32)])
     gen.close()
     d = centers.shape[1]
     rng = np.random.default_rng(0)
@@ -445,13 +443,15 @@ def worker_faiss(base: Path, n: int, threads_list: list[int], n_queries: int, hn
     return out
 
 
-def run_worker(args: list[str], threads: int) -> Any:
+def run_worker(args: list[str], threads: int, script: str = __file__) -> Any:
+    """Run ``script`` (this file by default) with ``args`` in a fresh process on ``threads``
+    threads; return the JSON it printed after ``MARK``."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run(
-        [sys.executable, __file__, *args], env=env, stdout=subprocess.PIPE, text=True, check=False
+        [sys.executable, script, *args], env=env, stdout=subprocess.PIPE, text=True, check=False
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:

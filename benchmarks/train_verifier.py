@@ -112,7 +112,6 @@ SIGNS = {
     "sentence_bigram": 1,
     "type_in_sentence": 1,
     "type_in_window": 1,
-    "reader": 1,
     "missing_sentence": -1,
     "missing_window": -1,
     "missing_passage": -1,

@@ -14,9 +14,10 @@ __version__ = "0.1.0"
 
 from pathlib import Path
 
-from qa.answering import Answer, Quote
+from qa.answering import Answer, Phrase, Quote
 from qa.building import BuildReport
 from qa.building import build_index as _build_index
+from qa.conversation import Conversation
 from qa.errors import QAError
 from qa.index import Index, ask
 from qa.settings import Settings
@@ -24,7 +25,9 @@ from qa.settings import Settings
 __all__ = [
     "Answer",
     "BuildReport",
+    "Conversation",
     "Index",
+    "Phrase",
     "QAError",
     "Quote",
     "Settings",

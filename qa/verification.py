@@ -13,8 +13,7 @@ looks at the answer itself, with evidence that reads the question and the answer
 * near misses: a name, number or date of the question absent from the passage; a negation in
   the question but not in the answer (or the reverse); a word of the question whose antonym
   stands in the answer in its place;
-* agreement of the rankings (dense, BM25, fused ranks of the passage); a heading as answer;
-* optionally the reading model's score (``qa.reading``), when one is installed.
+* agreement of the rankings (dense, BM25, fused ranks of the passage); a heading as answer.
 
 A logistic model (weights in an open JSON file, ``qa/models/verifier.json``, fitted by
 ``benchmarks/train_verifier.py``) turns them into a probability; the answer is "found" when it
@@ -127,7 +126,6 @@ class Evidence:
     bm25_rank: int  # 0 = not in the BM25 list
     fused_rank: int  # 0-based rank in the fused candidate list
     heading: bool  # the best sentence is a heading or title
-    reader: float = 0.0  # the reading model's answerability margin (0 without one)
 
 
 def features(ev: Evidence) -> dict[str, float]:
@@ -193,7 +191,6 @@ def features(ev: Evidence) -> dict[str, float]:
         "bm25_rank": math.log1p(ev.bm25_rank or 200),
         "fused_rank": math.log1p(ev.fused_rank),
         "heading": float(ev.heading),
-        "reader": ev.reader,
     }
     return f
 

@@ -415,7 +415,9 @@ def test_numpy_embedder_lowercases_and_pools_units(tmp_path: Path) -> None:
     assert np.allclose(chunks, plain.encode([text, "e f"]), atol=1e-6)
     tokens = plain.encoder.hidden_states(np.array([[2, 4, 5, 6, 7, 3]]))[0]
     first = tokens[1:3].mean(0)
-    assert units[0].shape == (2, 8) and np.allclose(units[0][0], first / np.linalg.norm(first), atol=1e-6)
+    # unit vectors are stored as float16, as the build's
+    assert units[0].shape == (2, 8) and units[0].dtype == np.float16
+    assert np.allclose(units[0][0], first / np.linalg.norm(first), atol=1e-3)
     assert list(plain.token_starts(text)) == [0, 2, 4, 6]
 
 
