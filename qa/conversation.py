@@ -58,6 +58,7 @@ MAX_OWN_TERMS = 4  # a question with more terms of its own stands alone (docs/tu
 TOPIC_NAMES = 1  # names carried forward (one more for a question with few words of its own)
 FEW_TERMS = 2  # a question with at most this many content terms carries more of the topic
 TOPIC_TERMS = 3  # rare terms carried forward when the earlier turns named nothing
+MAX_REPLACE_TERMS = 8  # longer questions: only a pronoun is replaced, by a clear topic name
 
 
 def depends(question: str, terms: list[str]) -> bool:
@@ -82,6 +83,50 @@ _PRONOUNS = [
     (re.compile(r"\b(?:they|them)\b", re.IGNORECASE), ""),
     (re.compile(r"\b(?:their)\b", re.IGNORECASE), "'s"),
 ]
+
+
+_OBJECT_PRONOUN = re.compile(r"(?:him|them|it)\b", re.IGNORECASE)
+
+
+def search_text(
+    question: str, terms: list[str], history: list[tuple[str, Answer]], idf_of: Callable[[str], float]
+) -> str:
+    """What to search for ``question`` (with BM25 ``terms``) after ``history`` (oldest first).
+
+    A question that ``depends`` on the earlier turns is searched with their topic (``rewrite``).
+    A longer one (up to ``MAX_REPLACE_TERMS`` terms) keeps its own words, except that a
+    pronoun the question itself does not resolve (``unresolved_pronoun``) takes the topic's
+    name when the topic is clear: "What coach left the Broncos after the season prior to him?"
+    after two turns about Super Bowl 50 -> "... prior to Super Bowl 50?". Anything else is
+    searched as asked.
+    """
+    if not history:
+        return question
+    if depends(question, terms):
+        return rewrite(question, topic(history, question, len(terms), idf_of))
+    if len(terms) <= MAX_REPLACE_TERMS and unresolved_pronoun(question):
+        found = topic(history, question, len(terms), idf_of)
+        if found.names:
+            return rewrite(question, Topic(found.names[:1]))
+    return question
+
+
+def unresolved_pronoun(question: str) -> bool:
+    """Whether ``question`` has a pronoun that must refer to an earlier turn.
+
+    A possessive or subject pronoun after a name of the question refers to that name ("How did
+    Luther describe his time?", "What did Tesla do after he left Edison?": no). "him" and "them"
+    cannot refer to a name of their own clause ("Which NFL team represented the NFC at him?":
+    yes), and a question that has just said a name rarely calls it "it": these always point back
+    (measured: docs/tuning.md section 12).
+    """
+    hits = [m.start() for p, _ in _PRONOUNS if (m := p.search(question)) is not None]
+    if not hits:
+        return False
+    first = min(hits)
+    if _OBJECT_PRONOUN.match(question, first):
+        return True
+    return not any(c.kind == "name" and c.end <= first for c in phrases.candidates(question))
 
 
 def rewrite(question: str, found: Topic) -> str:

@@ -148,10 +148,7 @@ class Index:
         gen = self._gen  # one snapshot for the whole question
         t0 = time.perf_counter()
         terms = retrieval.tokenize([q])[0]
-        query = q
-        if history and conversation.depends(q, terms):
-            found = conversation.topic(list(history), q, len(terms), lambda text: self._idf_of(gen, text))
-            query = conversation.rewrite(q, found)
+        query = conversation.search_text(q, terms, list(history or ()), lambda t: self._idf_of(gen, t))
         vector = self.embedder.encode([query])[0]
         t1 = time.perf_counter()
         hits = retrieval.search(

@@ -104,6 +104,46 @@ def test_without_names_rare_words_are_added_never_put_in_place_of_a_pronoun() ->
     assert conversation.rewrite("What do they eat?", found) == "What do they eat? penguins winter eat"
 
 
+@pytest.mark.parametrize(
+    ("question", "unresolved"),
+    [
+        ("Which network broadcasted it in the U.S.?", True),
+        ("How did Luther describe his time in the order?", False),  # "his" is Luther's
+        ("What did Tesla do after he left Edison?", False),
+        ("Which NFL team represented the NFC at him?", True),  # an object pronoun points back
+        ("What is the capital of Peru?", False),
+    ],
+)
+def test_unresolved_pronoun(question: str, unresolved: bool) -> None:
+    assert conversation.unresolved_pronoun(question) is unresolved
+
+
+def test_a_longer_question_only_gets_its_pronoun_replaced() -> None:
+    history = [("When was Super Bowl 50 played?", answered("q", "Super Bowl 50 was played in 2016."))]
+    idf = lambda t: 1.0  # noqa: E731
+
+    def searched(question: str, past: list[tuple[str, Answer]] = history) -> str:
+        return conversation.search_text(question, tokenize([question])[0], past, idf)
+
+    # seven terms of its own: it stands alone, but "him" takes the topic's name
+    assert (
+        searched("What coach left the Broncos after the season prior to him?")
+        == "What coach left the Broncos after the season prior to Super Bowl 50?"
+    )
+    # its pronoun is resolved inside the question, or it has none: searched as asked
+    question = "How did Peyton Manning describe his last season with the Broncos?"
+    assert searched(question) == question
+    assert searched("What is the capital of Peru?") == "What is the capital of Peru?"
+    # too many words of its own for history to be worth it
+    long = "What coach left the Denver football team after the regular season and the playoffs before it?"
+    assert searched(long) == long
+    # no clear topic (two names, each named once): the pronoun stays
+    unsure = [("Did Miami's Sun Life Stadium bid for Super Bowl 50?", answered("q", "x"))]
+    question = "Which network broadcasted it in the United States?"
+    assert searched(question, unsure) == question
+    assert searched(question, []) == question
+
+
 DOCS = {
     "penguins.txt": (
         "Penguins of Antarctica\n\n"
