@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,16 +31,11 @@ from qa.access import AUTH_ENV, is_loopback, load_credentials, serve_auth
 from qa.app import create_app, launch
 from qa.errors import ConfigError
 from tests.conftest import DEFAULT_CORPUS, FakeEmbedder
+from tests.helpers.serving import free_port
 
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
 DOC = "openai-foxconn-ai-hardware.txt"
 LOGIN = ("ann", "correct horse battery staple")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _queue_call(
@@ -88,7 +82,7 @@ def served(
     qa.build_index(settings=settings, embedder=fake)
     (settings.corpus / "notes.md").write_text("# Notes\n\nZebras have stripes.\n")
     app = create_app(settings, fake, read_only=read_only)
-    port = _free_port()
+    port = free_port()
     launch(app, settings, port=port, prevent_thread_lock=True, quiet=True, auth=auth)
     try:
         yield f"http://127.0.0.1:{port}/", app

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -33,6 +32,7 @@ from qa.rendering import (
 )
 from qa.service import UPLOAD_TYPES, DeleteRefusedError, QAService, UploadRefusedError, safe_upload_name
 from tests.conftest import FakeEmbedder
+from tests.helpers.serving import free_port
 
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
 XSS = '<script>alert(1)</script> <img src=x onerror="window.__xss=1"> ![x](http://127.0.0.2:9/x.png)'
@@ -307,18 +307,12 @@ def test_source_view_of_quote_and_of_changed_document(built: QAService) -> None:
 # ------------------------------------------------------------------------------ live server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(settings: qa.Settings, fake: FakeEmbedder) -> Iterator[str]:
     qa.build_index(settings=settings, embedder=fake)
     small = settings.model_copy(update={"max_file_mb": 0.01})
     app = create_app(small, fake)
-    port = _free_port()
+    port = free_port()
     launch(app, small, port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"

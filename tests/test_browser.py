@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers.serving import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -37,12 +36,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """``qa serve`` on a free loopback port, over a temp corpus and a not-yet-built index:
@@ -50,43 +43,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     tmp = tmp_path_factory.mktemp("ui")
     corpus = tmp / "corpus"
     shutil.copytree(ROOT / "corpus", corpus)
-    port = _free_port()
-    log = open(tmp / "serve.log", "w")  # noqa: SIM115 (closed below)
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     cmd = [sys.executable, "-m", "qa.cli", "serve", "--corpus", str(corpus), "--index", str(tmp / "index")]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=tmp,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("qa serve exited:\n" + (tmp / "serve.log").read_text())
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("qa serve did not start:\n" + (tmp / "serve.log").read_text())
-            time.sleep(0.5)
+    with serving([*cmd, "--port", str(port)], port, tmp / "serve.log", env=env, cwd=tmp) as url:
         served = (tmp / "serve.log").read_text()
         assert "No index at" in served and "embedding" in served  # first run built the index
         yield url, corpus
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,7 @@ check the page's behaviour; tests/test_browser.py runs the real model end to end
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import pdfs
-from tests.test_browser import CHROMIUM, Page, _free_port
+from tests.helpers.serving import free_port, serving
+from tests.test_browser import CHROMIUM, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
@@ -38,35 +36,10 @@ def _serve(tmp: Path, *extra: str) -> Iterator[tuple[str, Path]]:
     shutil.copytree(ROOT / "corpus", corpus)
     pdf, _ = pdfs.sentence_lines()
     (corpus / "survey.pdf").write_bytes(pdf)
-    port = _free_port()
-    log = open(tmp / "serve.log", "w")  # noqa: SIM115 (closed below)
+    port = free_port()
     cmd = [sys.executable, "-m", "tests.helpers.fake_serve", str(corpus), str(tmp / "index"), str(port)]
-    cmd += extra
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("fake_serve exited:\n" + (tmp / "serve.log").read_text())
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake_serve did not start:\n" + (tmp / "serve.log").read_text())
-            time.sleep(0.3)
+    with serving([*cmd, *extra], port, tmp / "serve.log", cwd=ROOT, timeout=120) as url:
         yield url, corpus
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")

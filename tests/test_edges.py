@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +32,7 @@ from qa.app import create_app, launch
 from qa.errors import InvalidQuestionError
 from qa.sanitize import clean_question, printable, printable_json
 from tests.conftest import ROOT, FakeEmbedder
+from tests.helpers.serving import free_port
 
 ESCAPES = (
     "\x1b[2J\x1b[H"  # clear the screen, cursor home
@@ -160,16 +160,10 @@ def test_k_must_be_a_whole_number(evil: qa.Settings, k: Any) -> None:
     assert len(index.ask("walrus", np.int64(2)).quotes) <= 2  # numpy integers are whole numbers
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(evil: qa.Settings) -> Iterator[int]:
     app = create_app(evil, StrictEmbedder())
-    port = _free_port()
+    port = free_port()
     launch(app, evil, port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield port

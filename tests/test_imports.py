@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import qa
+from tests.helpers.serving import free_port, serving
 
 pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,49 +103,18 @@ def test_forcing_sentence_transformers_does_import_torch(index_dir: Path) -> Non
     assert "torch" in heavy_in(imported_modules(proc.stderr))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def serve_log(index_dir: Path, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``qa serve`` over the built index, under -X importtime; yields (url, stderr log)."""
     corpus = tmp_path / "corpus"
     shutil.copytree(ROOT / "corpus", corpus)
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
-    log = open(log_path, "w")  # noqa: SIM115 (closed below)
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-X", "importtime", "-m", "qa.cli", "serve", "--corpus", str(corpus)]
-    proc = subprocess.Popen(
-        [*cmd, "--index", str(index_dir), "--port", str(port)], stdout=log, stderr=log, env=env, cwd=tmp_path
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("qa serve exited:\n" + log_path.read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("qa serve did not start:\n" + log_path.read_text()[-3000:])
-            time.sleep(0.5)
+    cmd += ["--index", str(index_dir), "--port", str(port)]
+    with serving(cmd, port, log_path, env=env, cwd=tmp_path) as url:
         yield url, log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_serve_answers_without_torch(serve_log: tuple[str, Path]) -> None:

@@ -17,7 +17,6 @@ more than one generation answered; answers overlapped rebuilds; the queue never 
 from __future__ import annotations
 
 import shutil
-import socket
 import statistics
 import threading
 import time
@@ -36,17 +35,12 @@ from qa.app import DEFAULT_CONCURRENCY, build_ui, launch
 from qa.service import QAService
 from tests.conftest import DEFAULT_CORPUS, FakeEmbedder
 from tests.helpers.load_scenario import QUESTIONS, TOGGLED, ZEBRA_Q, toggle_document, write_reports
+from tests.helpers.serving import free_port
 
 CLIENTS = 16
 QUESTIONS_EACH = 5
 MAX_REBUILDS = 12  # keep_generations below is larger, so every answering generation stays on disk
 REPORTS = 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -88,7 +82,7 @@ def test_concurrent_clients_during_generation_swaps(
     qa.build_index(settings=settings, embedder=FakeEmbedder())
     service = CountingService(settings, FakeEmbedder(), FakeEmbedder())
     app = build_ui(service)
-    port = _free_port()
+    port = free_port()
     launch(app, settings, port=port, prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{port}/"
 

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from gradio_client.exceptions import AppError
 import qa
 from qa.app import DEFAULT_CONCURRENCY, QUEUE_SIZE, create_app, launch
 from tests.conftest import DEFAULT_CORPUS, FakeEmbedder
+from tests.helpers.serving import free_port
 
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
 REFUSED = {400, 403, 404}
@@ -61,12 +61,6 @@ class StrictEmbedder(FakeEmbedder):
         for text in texts:
             text.encode("utf-8")  # UnicodeEncodeError on a lone surrogate
         return super().encode(texts, progress)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -112,7 +106,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             return real_launch(**kwargs)
 
         mp.setattr(app, "launch", spy)
-        port = _free_port()
+        port = free_port()
         launch(app, settings, port=port, prevent_thread_lock=True, quiet=True)  # no host: the default
         try:
             yield Live(
