@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,3 +117,20 @@ def corpus(tmp_path: Path) -> Path:
 def settings(tmp_path: Path, corpus: Path) -> Settings:
     """Settings pointing at temp folders, with a threshold suited to the fake embedder."""
     return Settings(corpus=corpus, index=tmp_path / "index", min_score=0.3, parse_timeout=30)
+
+
+# Debian's Chromium, driven by Playwright in the browser tests (its own download fails here)
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield b
+        b.close()

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CHROMIUM
 from tests.helpers.serving import free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
-CHROMIUM = Path("/usr/bin/chromium")
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
 HOSTILE_NAME = '<img src=x onerror="window.__xss=2">.txt'
 
@@ -55,19 +55,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 @pytest.fixture(scope="module")
 def app_url(served: tuple[str, Path]) -> str:
     return served[0]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
 
 
 class Page:

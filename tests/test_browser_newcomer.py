@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import CHROMIUM
 from tests.helpers import pdfs
 from tests.helpers.serving import free_port, serving
-from tests.test_browser import CHROMIUM, Page
+from tests.test_browser import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
@@ -52,19 +53,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 def slow_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The app without a watcher, each build embedding call taking 3 s: a rebuild to click at."""
     yield from _serve(tmp_path_factory.mktemp("slow"), "--slow", "3")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield b
-        b.close()
 
 
 def _open(browser: Any, url: str, width: int = 1400, height: int = 900) -> Page:

@@ -32,7 +32,7 @@ from qa.app import create_app, launch
 from qa.errors import InvalidQuestionError
 from qa.sanitize import clean_question, printable, printable_json
 from tests.conftest import ROOT, FakeEmbedder
-from tests.helpers.serving import free_port
+from tests.helpers.serving import free_port, sse_last
 
 ESCAPES = (
     "\x1b[2J\x1b[H"  # clear the screen, cursor home
@@ -181,13 +181,7 @@ def _call(port: int, body: bytes) -> tuple[str, str]:
         stream = conn.getresponse().read().decode()
     finally:
         conn.close()
-    event = data = ""
-    for line in stream.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            data = line.split(":", 1)[1].strip()
-    return event, data
+    return sse_last(stream)
 
 
 def test_api_refuses_short_calls_and_non_integer_k(server: int, capfd: pytest.CaptureFixture[str]) -> None:

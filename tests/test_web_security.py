@@ -45,7 +45,7 @@ from gradio_client.exceptions import AppError
 import qa
 from qa.app import DEFAULT_CONCURRENCY, QUEUE_SIZE, create_app, launch
 from tests.conftest import DEFAULT_CORPUS, FakeEmbedder
-from tests.helpers.serving import free_port
+from tests.helpers.serving import free_port, sse_last
 
 QUESTION = "Who is OpenAI partnering with to manufacture AI hardware?"
 REFUSED = {400, 403, 404}
@@ -389,13 +389,7 @@ def _call(port: int, body: bytes) -> tuple[int, str, str]:
         stream = resp.read().decode("utf-8", "replace")
     finally:
         conn.close()
-    event = data = ""
-    for line in stream.splitlines():
-        if line.startswith("event:"):
-            event = line.split(":", 1)[1].strip()
-        elif line.startswith("data:"):
-            data = line.split(":", 1)[1].strip()
-    return resp.status, event, data
+    return (resp.status, *sse_last(stream))
 
 
 def test_raw_api_payloads_never_500(live: Live, capfd: pytest.CaptureFixture[str]) -> None:

@@ -57,3 +57,14 @@ def serving(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def sse_last(stream: str) -> tuple[str, str]:
+    """The last ``event:`` and ``data:`` values of a server-sent event stream."""
+    event = data = ""
+    for line in stream.splitlines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            data = line.split(":", 1)[1].strip()
+    return event, data
