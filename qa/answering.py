@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from qa import phrases, verification, windows
-from qa.chunking import is_heading
+from qa.chunking import is_heading, table_header
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
@@ -333,6 +333,16 @@ def _answer_window(
     lo, hi = windows.choose(text, units, best, scores.tolist(), question, missing, scoring.window)
     q_bigrams = _bigrams(q_terms)
     c_start, c_end = int(gen.chunks[hit.row][1]), int(gen.chunks[hit.row][2])
+    # a table's data row is read with its header ("Holloway Blue | 2.5 kg | Back" under
+    # "Cheese | Weight | Chamber" answers "In which chamber...?"): the evidence is both
+    sentence_terms, sentence_cos = list(terms[best]), float(cosines[best])
+    header = table_header(text, units[best].start, units[best].end)
+    if header is not None:
+        sentence_terms += tokenize([text[header[0] : header[1]]])[0]
+        at = next((i for i, u in enumerate(units) if (u.start, u.end) == header), None)
+        if at is not None:
+            both = vecs[best] + vecs[at]
+            sentence_cos = float(both @ query_vec.reshape(-1) / (np.linalg.norm(both) or 1.0))
     inside = [
         i for i in range(len(units)) if (c_start <= units[i].start and units[i].end <= c_end) or lo <= i < hi
     ]
@@ -344,14 +354,14 @@ def _answer_window(
         sentence=texts[best],
         window=text[units[lo].start : units[hi - 1].end],
         passage=text[min(c_start, units[lo].start) : max(c_end, units[hi - 1].end)],
-        sentence_terms=frozenset(terms[best]),
+        sentence_terms=frozenset(sentence_terms),
         window_terms=frozenset(t for i in range(lo, hi) for t in terms[i]),
         passage_terms=frozenset(t for i in inside for t in terms[i]),
-        sentence_cos=float(cosines[best]),
+        sentence_cos=sentence_cos,
         passage_cos=float(hit.dense),
         score=final,
         next_score=ranked[1][0] if len(ranked) > 1 else 0.0,
-        sentence_overlap=float(overlap[best]),
+        sentence_overlap=weighted_overlap(q_terms, sentence_terms, idf) if header else float(overlap[best]),
         sentence_bigram=len(q_bigrams & _bigrams(terms[best])) / max(1, len(q_bigrams)),
         dense_rank=hit.dense_rank,
         bm25_rank=hit.bm25_rank,

@@ -61,6 +61,10 @@ _SEPARATORS = frozenset(" \t\n\r\u2028\u2029")
 _WORD_START = re.compile(r"(?<=\s)\S")
 TokenStarts = Callable[[int, int], np.ndarray]  # (start, end) -> sorted token starts in [start, end)
 _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
+# A table row as the parsers write it ("Check-out | by 11 am") or as Markdown has it ("| a | b |").
+_TABLE_ROW = re.compile(r"^[ \t]*\||\S \| \S", re.MULTILINE)
+_MAX_TABLE_ROWS = 500  # rows looked through for a table's header
+_DIGIT = re.compile(r"\d")
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ def is_heading(text: str, start: int, end: int) -> bool:
     """Whether the unit ``text[start:end]`` is a heading rather than a statement.
 
     A heading is a whole line that is a Markdown ATX heading (``# Results``), or a short line
-    without closing punctuation that starts a block (the rule ``_blocks`` splits at), or the
+    without closing punctuation that starts a block (the rule ``_blocks`` splits at) and is not
+    a data row of a table (rows hold answers, "Check-out | by 11 am"; a table's first row, when
+    it has no digit, is its header and counts as a heading), or the
     document's title: its first line when a blank line and more text follow and it is under
     ``TITLE_CHARS`` characters. Headings are quoted and searched like any text but are not
     offered as the answering sentence: they label an answer, they rarely state it. Cost:
@@ -156,11 +162,67 @@ def is_heading(text: str, start: int, end: int) -> bool:
         return True
     if _NON_SPACE.search(text, after.end()) is None:
         return False  # nothing follows: a closing line, not a heading
+    row = _table_row(text, start, end)
+    if row is not None:
+        return row == "header"  # the header row labels; data rows answer
     if is_label(line):
         return True
     first = _NON_SPACE.search(text)  # the document's first visible character
     blank_after = text.startswith("\n", after.end())
     return len(line) < TITLE_CHARS and first is not None and first.start() == start and blank_after
+
+
+def _table_row(text: str, start: int, end: int) -> str | None:
+    """ "header" or "data" for a whole line ``text[start:end]`` that is a row of a table (a line
+    with cells, beside another such line), else None. A lone line with a bar (a page title,
+    "Fellgate Farm | Prices 2025") is no table. The header is the first row, without digits."""
+    if (start > 0 and text[start - 1] != "\n") or _TABLE_ROW.search(text, start, end) is None:
+        return None
+    above = _line_above(text, start)
+    above_row = above is not None and _TABLE_ROW.search(text, *above) is not None
+    after = _LINE_END.match(text, end)
+    below = None if after is None else (after.end(), _line_end(text, after.end()))
+    below_row = below is not None and _TABLE_ROW.search(text, *below) is not None
+    if not above_row and not below_row:
+        return None
+    return "header" if not above_row and not _DIGIT.search(text, start, end) else "data"
+
+
+def is_data_row(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` is a data row of a table ("Check-out | by 11 am"): a whole
+    record, which answers on its own and is not a label for the line after it."""
+    return _table_row(text, start, end) == "data"
+
+
+def table_header(text: str, start: int, end: int) -> Span | None:
+    """The header row of the table whose data row is ``text[start:end]``, or None (not a data
+    row, or a table without a header). A row is read with its header: "Holloway Blue | 2.5 kg
+    | 10 weeks | Back" answers "In which chamber...?" because the header says "... | Chamber".
+    Looks up through at most ``_MAX_TABLE_ROWS`` rows."""
+    if not is_data_row(text, start, end):
+        return None
+    row: Span = (start, end)
+    for _ in range(_MAX_TABLE_ROWS):
+        above = _line_above(text, row[0])
+        if above is None or _TABLE_ROW.search(text, *above) is None:
+            break
+        row = above
+    else:
+        return None
+    return row if _table_row(text, *row) == "header" else None
+
+
+def _line_above(text: str, start: int) -> Span | None:
+    """The line before the one that starts at ``start``, or None at the top of the text."""
+    if start == 0:
+        return None
+    return text.rfind("\n", 0, start - 1) + 1, start - 1
+
+
+def _line_end(text: str, start: int) -> int:
+    """End of the line that starts at ``start`` (before its line break)."""
+    m = _LINE_BREAK.search(text, start)
+    return len(text) if m is None else m.start()
 
 
 def _windows(text: str, blocks: Iterable[Span]) -> Iterator[Span]:

@@ -90,7 +90,7 @@ _DATE_RE = re.compile(
     + _ORDWORD
     + r")[- ]century"  # 16th century
     + r"|\d{1,2}:\d{2}(?:\s?[ap]\.?m\.?)?"  # 10:30 pm
-    + r"|\d{1,2}\s?[ap]\.m\."  # 9 a.m.
+    + r"|\d{1,2}(?:[.:]\d{2})?\s?[ap]\.?m"  # 9 a.m., 11 am, 10.30 pm, 7pm
     + r"|(?:1\d{3}|20\d{2}|\d{1,3}\s?(?:BC|BCE|AD|CE))"  # years
     + r"|"
     + _MONTH

@@ -10,7 +10,9 @@ vector comes from its own chunk), with four rules:
    data center racks, ..." is the answer to "What kinds of devices will it produce?".
 2. **label**: the sentence is a heading ("### How far can the unit be?") or a short line
    without closing punctuation (a table cell, a "Fuel reserve" label) and the next line holds
-   its content or value.
+   its content or value. A table's data row ("Check-out | by 11 am") is a whole record: it is
+   no label, and it is shown under its table's header when the header is the line above it
+   ("Cheese | Weight | Chamber" over "Holloway Blue | 2.5 kg | Back").
 3. **type**: the question asks for a date, number or name, the sentence has none of that type
    and a neighbour does, and the neighbour scores within ``type_margin`` of the sentence.
    Example: "How tall is the lighthouse?" -> "It was built in 1874." + "It stands 43 metres
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa import phrases
-from qa.chunking import MAX_CHUNK_CHARS, is_heading, is_label
+from qa.chunking import MAX_CHUNK_CHARS, is_data_row, is_heading, is_label, table_header
 from qa.store import Generation
 
 
@@ -138,6 +140,10 @@ def choose(
         (lo, hi) with lo <= best < hi and hi - lo <= rules.max_sentences.
     """
     lo, hi = best, best + 1
+    # 0: a table's data row is shown under its header when the header is the line above it.
+    header = table_header(text, units[best].start, units[best].end)
+    if header is not None and best > 0 and (units[best - 1].start, units[best - 1].end) == header:
+        lo = best - 1
 
     def room() -> bool:
         return hi - lo < rules.max_sentences
@@ -154,6 +160,7 @@ def choose(
             "\n" in text[last.end : nxt.start]
             and "\n" not in line
             and (is_label(line.strip()) or is_heading(text, last.start, last.end))
+            and not is_data_row(text, last.start, last.end)  # a table row is a whole record
         )
         if (announces(line, text[nxt.start : nxt.end]) or label) and fits(lo, hi + 1):
             hi += 1

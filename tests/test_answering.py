@@ -114,3 +114,28 @@ def test_quote_location_is_where_its_answer_is(tmp_path: Path) -> None:
     assert dive.doc == "report.pdf" and "ninety metres" in dive.highlight_text
     assert dive.start < dive.text.index("Walruses dive") + dive.start and dive.location == "page 2"
     assert dive.text.startswith("The walrus survey")  # the quote starts on page 1
+
+
+CAMPSITE_HTML = """<html><head><title>Fellgate Farm Campsite</title></head><body>
+<h1>Fellgate Farm Campsite</h1>
+<p>A quiet site on a working sheep farm in the valley, open from April to October.</p>
+<h2>The site at a glance</h2>
+<table>
+<tr><td>Pitches</td><td>42, of which 12 have electric hook-up</td></tr>
+<tr><td>Check-in</td><td>2 pm to 8 pm</td></tr>
+<tr><td>Check-out</td><td>by 11 am</td></tr>
+<tr><td>Quiet hours</td><td>10.30 pm to 7 am</td></tr>
+</table>
+<p>Fresh milk and eggs from the farm are sold at the farmhouse door every morning from 8 am.</p>
+</body></html>"""
+
+
+def test_a_table_row_answers_and_its_time_is_the_phrase(tmp_path: Path) -> None:
+    # a short table row reads like a label, but it holds the answer: it is not a heading
+    index = index_of(tmp_path, {"campsite.html": CAMPSITE_HTML})
+    answer = index.ask("What time is check-out at the farm?")
+    top = answer.quotes[0]
+    assert top.highlight_text == "Check-out | by 11 am"
+    assert answer.phrase is not None and answer.phrase.text == "11 am"
+    doc = index.generation.text(0)
+    assert doc[answer.phrase.start : answer.phrase.end] == "11 am"

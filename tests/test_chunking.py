@@ -257,6 +257,54 @@ def test_is_heading(text: str, unit: str, expected: bool) -> None:
     assert chunking.is_heading(text, start, start + len(unit)) is expected
 
 
+CAMPSITE = (
+    "Fellgate Farm Campsite | Prices and information 2025\n\n"
+    "The site at a glance\n"
+    "Pitches | 42, of which 12 have electric hook-up\n"
+    "Check-in | 2 pm to 8 pm\n"
+    "Check-out | by 11 am\n"
+    "Quiet hours | late\n\n"
+    "Cheeses\n\n"
+    "Cheese | Weight | Chamber\n"
+    "Holloway Blue | 2.5 kg | Back\n"
+    "Little Brack | small | Front\n\n"
+    "| Name | Role |\n| --- | --- |\n| Ann | chair |\n\nThe end."
+)
+
+
+@pytest.mark.parametrize(
+    ("unit", "heading", "header"),
+    [
+        ("Fellgate Farm Campsite | Prices and information 2025", True, None),  # a lone line with a bar
+        ("The site at a glance", True, None),
+        ("Pitches | 42, of which 12 have electric hook-up", False, None),  # first row, with digits: data
+        ("Check-out | by 11 am", False, None),  # a data row answers; this table has no header
+        ("Quiet hours | late", False, None),  # short, no digit, but not the first row
+        ("Cheese | Weight | Chamber", True, None),  # the header row labels its table
+        ("Holloway Blue | 2.5 kg | Back", False, "Cheese | Weight | Chamber"),
+        ("Little Brack | small | Front", False, "Cheese | Weight | Chamber"),
+        ("| Name | Role |", True, None),  # Markdown table
+        ("| Ann | chair |", False, "| Name | Role |"),
+    ],
+)
+def test_table_rows_hold_answers_and_their_header_labels_them(
+    unit: str, heading: bool, header: str | None
+) -> None:
+    start = CAMPSITE.index(unit)
+    assert chunking.is_heading(CAMPSITE, start, start + len(unit)) is heading
+    found = chunking.table_header(CAMPSITE, start, start + len(unit))
+    assert (None if found is None else CAMPSITE[found[0] : found[1]]) == header
+
+
+def test_table_header_looks_up_a_bounded_number_of_rows() -> None:
+    rows = "\n".join(f"Row {i} | value {i}" for i in range(2000))
+    text = f"Name | Value\n{rows}\n\nEnd."
+    last = text.index("Row 1999")
+    assert chunking.table_header(text, last, text.index("\n", last)) is None  # too far up: no guess
+    near = text.index("Row 3 ")
+    assert chunking.table_header(text, near, text.index("\n", near)) == (0, len("Name | Value"))
+
+
 def test_is_heading_on_one_huge_line() -> None:
     text = "A" * 5_000_000  # one line, no newline: every check must stop early
     start = len(text) - 10

@@ -59,6 +59,26 @@ def test_candidates_of_each_kind() -> None:
     assert "The" not in found and "It" not in found
 
 
+@pytest.mark.parametrize(
+    ("text", "time"),
+    [
+        ("Check-out | by 11 am", "11 am"),
+        ("Quiet hours | 10.30 pm to 7 am", "10.30 pm"),
+        ("The shop opens at 7pm daily.", "7pm"),
+        ("Doors open at 9 a.m. sharp.", "9 a.m"),
+        ("Boarding closes at 10 AM.", "10 AM"),
+    ],
+)
+def test_clock_times_are_times(text: str, time: str) -> None:
+    found = {text[c.start : c.end]: c.kind for c in phrases.candidates(text)}
+    assert found.get(time) == phrases.DATE  # "What time is check-out?" asks for one
+
+
+def test_am_after_a_number_of_things_is_not_a_time() -> None:
+    text = "We keep 2 ampoules and 3 ampm adapters cold."
+    assert all(c.kind != phrases.DATE for c in phrases.candidates(text))
+
+
 def test_candidates_offsets_are_exact_in_a_larger_text() -> None:
     text = "Intro line.\n" + SEED
     start = text.index("OpenAI")

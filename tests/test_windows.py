@@ -64,6 +64,26 @@ def test_a_table_label_takes_its_value() -> None:
     assert window_text(text, units, lo, hi) == "Fuel reserve\n1,200 litres"
 
 
+def test_a_table_row_is_a_whole_record_shown_under_its_header() -> None:
+    text = (
+        "Cheeses\n\nCheese | Weight | Chamber\nHolloway Blue | 2.5 kg | Back\n"
+        "Little Brack | 350 g | Front\n\n"
+        "Site\n\nCheck-in | 2 pm to 8 pm\nCheck-out | by 11 am\nQuiet hours | 10.30 pm to 7 am\n\nEnd."
+    )
+    units = units_of(text)
+
+    def window(row: str, q: str) -> str:
+        best = next(i for i, u in enumerate(units) if text[u.start : u.end] == row)
+        lo, hi = windows.choose(text, units, best, [0.5] * len(units), q, [0] * len(units))
+        return window_text(text, units, lo, hi)
+
+    # the next row is another record, not this row's value; the header above names the columns
+    assert window("Holloway Blue | 2.5 kg | Back", "In which chamber does Holloway Blue ripen?") == (
+        "Cheese | Weight | Chamber\nHolloway Blue | 2.5 kg | Back"
+    )
+    assert window("Check-out | by 11 am", "What time is check-out?") == "Check-out | by 11 am"
+
+
 def test_a_heading_takes_the_line_it_labels() -> None:
     text = "Recipes\n\nRye bread\nBake it for 50 minutes at 220 degrees.\n\nScones\nBake them for 12 minutes."
     units = units_of(text)
