@@ -64,6 +64,7 @@ _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
 # A table row as the parsers write it ("Check-out | by 11 am") or as Markdown has it ("| a | b |").
 _TABLE_ROW = re.compile(r"^[ \t]*\||\S \| \S", re.MULTILINE)
 _MAX_TABLE_ROWS = 500  # rows looked through for a table's header
+_MAX_ROW_CHARS = 2000  # a longer line is no table row (and the search for its ends stops there)
 _DIGIT = re.compile(r"\d")
 
 
@@ -179,10 +180,9 @@ def _table_row(text: str, start: int, end: int) -> str | None:
     if (start > 0 and text[start - 1] != "\n") or _TABLE_ROW.search(text, start, end) is None:
         return None
     above = _line_above(text, start)
-    above_row = above is not None and _TABLE_ROW.search(text, *above) is not None
+    above_row = above is not None and _is_row(text, above)
     after = _LINE_END.match(text, end)
-    below = None if after is None else (after.end(), _line_end(text, after.end()))
-    below_row = below is not None and _TABLE_ROW.search(text, *below) is not None
+    below_row = after is not None and _is_row(text, (after.end(), _line_end(text, after.end())))
     if not above_row and not below_row:
         return None
     return "header" if not above_row and not _DIGIT.search(text, start, end) else "data"
@@ -204,7 +204,7 @@ def table_header(text: str, start: int, end: int) -> Span | None:
     row: Span = (start, end)
     for _ in range(_MAX_TABLE_ROWS):
         above = _line_above(text, row[0])
-        if above is None or _TABLE_ROW.search(text, *above) is None:
+        if above is None or not _is_row(text, above):
             break
         row = above
     else:
@@ -212,17 +212,25 @@ def table_header(text: str, start: int, end: int) -> Span | None:
     return row if _table_row(text, *row) == "header" else None
 
 
+def _is_row(text: str, line: Span) -> bool:
+    return line[1] - line[0] <= _MAX_ROW_CHARS and _TABLE_ROW.search(text, *line) is not None
+
+
 def _line_above(text: str, start: int) -> Span | None:
-    """The line before the one that starts at ``start``, or None at the top of the text."""
+    """The line before the one that starts at ``start`` (None at the top of the text); a line
+    longer than ``_MAX_ROW_CHARS`` comes back as a longer span without being read whole."""
     if start == 0:
         return None
-    return text.rfind("\n", 0, start - 1) + 1, start - 1
+    floor = max(0, start - 2 - _MAX_ROW_CHARS)
+    return (text.rfind("\n", floor, start - 1) + 1 or floor), start - 1
 
 
 def _line_end(text: str, start: int) -> int:
-    """End of the line that starts at ``start`` (before its line break)."""
-    m = _LINE_BREAK.search(text, start)
-    return len(text) if m is None else m.start()
+    """End of the line that starts at ``start`` (before its line break), looked for over at
+    most ``_MAX_ROW_CHARS`` + 1 characters (a longer line ends "after" them)."""
+    limit = min(len(text), start + _MAX_ROW_CHARS + 1)
+    m = _LINE_BREAK.search(text, start, limit)
+    return limit if m is None else m.start()
 
 
 def _windows(text: str, blocks: Iterable[Span]) -> Iterator[Span]:

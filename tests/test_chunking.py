@@ -305,6 +305,13 @@ def test_table_header_looks_up_a_bounded_number_of_rows() -> None:
     assert chunking.table_header(text, near, text.index("\n", near)) == (0, len("Name | Value"))
 
 
+def test_table_rows_beside_huge_lines() -> None:
+    text = "x | " + "y" * 3_000_000 + "\nName | Role\nAnn | chair\n" + "z | " * 1_000_000 + "\nEnd."
+    name, ann = text.index("Name | Role"), text.index("Ann | chair")
+    assert chunking.is_heading(text, name, name + len("Name | Role"))  # the huge lines are no rows
+    assert chunking.table_header(text, ann, ann + len("Ann | chair")) == (name, name + len("Name | Role"))
+
+
 def test_is_heading_on_one_huge_line() -> None:
     text = "A" * 5_000_000  # one line, no newline: every check must stop early
     start = len(text) - 10
