@@ -66,6 +66,8 @@ _TABLE_ROW = re.compile(r"^[ \t]*\||\S \| \S", re.MULTILINE)
 _MAX_TABLE_ROWS = 500  # rows looked through for a table's header
 _MAX_ROW_CHARS = 2000  # a longer line is no table row (and the search for its ends stops there)
 _DIGIT = re.compile(r"\d")
+# A list item: "- 24 g fine sea salt", "* item", "• item", "3. Bake", "b) item".
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*+\u2022\u2023\u25e6\u2043]|\d{1,3}[.)]|[a-z][)])[ \t]")
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,8 @@ def is_heading(text: str, start: int, end: int) -> bool:
     A heading is a whole line that is a Markdown ATX heading (``# Results``), or a short line
     without closing punctuation that starts a block (the rule ``_blocks`` splits at) and is not
     a data row of a table (rows hold answers, "Check-out | by 11 am"; a table's first row, when
-    it has no digit, is its header and counts as a heading), or the
-    document's title: its first line when a blank line and more text follow and it is under
+    it has no digit, is its header and counts as a heading) nor a list item ("- 24 g fine sea
+    salt"), or the document's title: its first line when a blank line and more text follow and it is under
     ``TITLE_CHARS`` characters. Headings are quoted and searched like any text but are not
     offered as the answering sentence: they label an answer, they rarely state it. Cost:
     independent of the document's length.
@@ -166,6 +168,8 @@ def is_heading(text: str, start: int, end: int) -> bool:
     row = _table_row(text, start, end)
     if row is not None:
         return row == "header"  # the header row labels; data rows answer
+    if is_list_item(line):
+        return False  # a list item states something ("- 24 g fine sea salt"), it labels nothing
     if is_label(line):
         return True
     first = _NON_SPACE.search(text)  # the document's first visible character
@@ -186,6 +190,11 @@ def _table_row(text: str, start: int, end: int) -> str | None:
     if not above_row and not below_row:
         return None
     return "header" if not above_row and not _DIGIT.search(text, start, end) else "data"
+
+
+def is_list_item(line: str) -> bool:
+    """Whether ``line`` is an item of a bulleted or numbered list ("- 24 g fine sea salt")."""
+    return _LIST_ITEM.match(line) is not None
 
 
 def is_data_row(text: str, start: int, end: int) -> bool:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa import phrases
-from qa.chunking import MAX_CHUNK_CHARS, is_data_row, is_heading, is_label, table_header
+from qa.chunking import MAX_CHUNK_CHARS, is_data_row, is_heading, is_label, is_list_item, table_header
 from qa.store import Generation
 
 
@@ -160,7 +160,10 @@ def choose(
             "\n" in text[last.end : nxt.start]
             and "\n" not in line
             and (is_label(line.strip()) or is_heading(text, last.start, last.end))
-            and not is_data_row(text, last.start, last.end)  # a table row is a whole record
+            # the answer is a table row or a list item: a whole record, no label for the next
+            # one ("Check-out | by 11 am", "- 24 g fine sea salt"); after an announcing
+            # sentence ("The kit contains:") the items still follow one another
+            and not (hi - 1 == best and (is_data_row(text, last.start, last.end) or is_list_item(line)))
         )
         if (announces(line, text[nxt.start : nxt.end]) or label) and fits(lo, hi + 1):
             hi += 1

@@ -139,3 +139,27 @@ def test_a_table_row_answers_and_its_time_is_the_phrase(tmp_path: Path) -> None:
     assert answer.phrase is not None and answer.phrase.text == "11 am"
     doc = index.generation.text(0)
     assert doc[answer.phrase.start : answer.phrase.end] == "11 am"
+
+
+RECIPE_MD = """# Seeded spelt loaf
+
+Our most popular loaf, baked every morning at the Millbrook Bakery since 1991.
+
+## Ingredients
+
+- 1.2 kg wholemeal spelt flour
+- 24 g fine sea salt
+- 10 g fresh yeast
+
+## Method
+
+Mix the flours and the water and leave the dough to rest for an hour.
+"""
+
+
+def test_a_list_item_is_the_answer(tmp_path: Path) -> None:
+    # "- 24 g fine sea salt" is a short line without a full stop, but a list item, not a heading
+    index = index_of(tmp_path, {"recipe.md": RECIPE_MD})
+    answer = index.ask("How much fine sea salt is in the seeded spelt loaf?")
+    assert answer.quotes[0].highlight_text == "- 24 g fine sea salt"
+    assert answer.phrase is not None and answer.phrase.text == "24 g"

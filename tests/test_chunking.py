@@ -305,6 +305,29 @@ def test_table_header_looks_up_a_bounded_number_of_rows() -> None:
     assert chunking.table_header(text, near, text.index("\n", near)) == (0, len("Name | Value"))
 
 
+@pytest.mark.parametrize(
+    ("unit", "heading"),
+    [
+        ("Ingredients", True),
+        ("- 24 g fine sea salt", False),  # a list item states something; it labels nothing
+        ("* 10 g fresh yeast", False),
+        ("\u2022 a drying room for boots", False),
+        ("3. Bake for 40 minutes", False),
+        ("b) the second option", False),
+        ("Method", True),
+    ],
+)
+def test_list_items_are_not_headings(unit: str, heading: bool) -> None:
+    text = (
+        "Seeded spelt loaf\n\nIngredients\n- 24 g fine sea salt\n* 10 g fresh yeast\n"
+        "\u2022 a drying room for boots\n3. Bake for 40 minutes\nb) the second option\n\n"
+        "Method\nMix everything and leave it overnight.\n"
+    )
+    start = text.index(unit)
+    assert chunking.is_heading(text, start, start + len(unit)) is heading
+    assert chunking.is_list_item(unit) is not heading
+
+
 def test_table_rows_beside_huge_lines() -> None:
     text = "x | " + "y" * 3_000_000 + "\nName | Role\nAnn | chair\n" + "z | " * 1_000_000 + "\nEnd."
     name, ann = text.index("Name | Role"), text.index("Ann | chair")

@@ -84,6 +84,16 @@ def test_a_table_row_is_a_whole_record_shown_under_its_header() -> None:
     assert window("Check-out | by 11 am", "What time is check-out?") == "Check-out | by 11 am"
 
 
+def test_a_list_item_is_not_widened_with_the_next_item() -> None:
+    text = "Ingredients\n- 1.2 kg wholemeal spelt flour\n- 24 g fine sea salt\n- 10 g fresh yeast\n\nEnd."
+    units = units_of(text)
+    best = next(i for i, u in enumerate(units) if text[u.start : u.end] == "- 24 g fine sea salt")
+    lo, hi = windows.choose(
+        text, units, best, [0.5] * len(units), "How much salt is in the loaf?", [0] * len(units)
+    )
+    assert window_text(text, units, lo, hi) == "- 24 g fine sea salt"
+
+
 def test_a_heading_takes_the_line_it_labels() -> None:
     text = "Recipes\n\nRye bread\nBake it for 50 minutes at 220 degrees.\n\nScones\nBake them for 12 minutes."
     units = units_of(text)
