@@ -52,7 +52,7 @@ _SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion|bn|m)\b)?"
 _UNIT = (
     r"(?:\s?%|\s*(?:percent|per\s+cent|°\s?[CF]?|degrees(?:\s+(?:Celsius|Fahrenheit))?|"
     r"(?:square\s+|cubic\s+)?(?:kilo|centi|milli)?(?:met(?:re|er)s?|grams?)|km2?|m2|cm|mm|kg|mg|g|"
-    r"miles?|mi|feet|foot|ft|inch(?:es)?|in\.|yards?|acres?|hectares?|litres?|liters?|gallons?|"
+    r"miles?|mi|feet|foot|ft|inch(?:es)?|in\.|yards?|acres?|hectares?|(?:milli|centi)?(?:litres?|liters?)|ml|cl|gallons?|"
     r"tons?|tonnes?|pounds?|lbs?|ounces?|oz|mph|km/h|MW|GW|kW|watts?|volts?|hertz|Hz|bytes?|"
     r"[kMGT]B|years?|months?|weeks?|days?|hours?|minutes?|seconds?|centuries|decades)\b)?"
 )

@@ -74,6 +74,13 @@ def test_clock_times_are_times(text: str, time: str) -> None:
     assert found.get(time) == phrases.DATE  # "What time is check-out?" asks for one
 
 
+@pytest.mark.parametrize("quantity", ["500 ml", "75 cl", "250 millilitres", "1.05 litres"])
+def test_volumes_are_quantities(quantity: str) -> None:
+    text = f"- {quantity} whole milk, warmed"
+    found = {text[c.start : c.end]: c.kind for c in phrases.candidates(text)}
+    assert found.get(quantity) == phrases.NUMBER  # "How much milk...?" is answered with the unit
+
+
 def test_am_after_a_number_of_things_is_not_a_time() -> None:
     text = "We keep 2 ampoules and 3 ampm adapters cold."
     assert all(c.kind != phrases.DATE for c in phrases.candidates(text))
