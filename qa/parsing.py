@@ -65,7 +65,7 @@ DOCX_MAX_XML_PART = 128 * 2**20
 ISOLATED_FORMATS = frozenset({"pdf", "docx", "html", "markdown"})
 # Bump when a parser's output changes: indexes built before re-parse every document once
 # (vectors of unchanged chunks are still reused).
-PARSER_VERSION = 3  # 3: an HTML table row is one line, cells separated by " | "
+PARSER_VERSION = 4  # 4: PDF running headers/footers dropped; HTML and DOCX list items marked
 WORKER_MEMORY_BYTES = 3 * 2**30
 # Location labels are cut to this many characters (a "heading" can be a whole page of text).
 LABEL_CHARS = 200
@@ -351,6 +351,7 @@ def parse_html(data: bytes) -> Parsed:
     skipping: Any = None  # the open element whose content is not text (script, style...)
     in_pre = 0  # open <pre> elements: whitespace is kept inside them
     stack: list[Any] = []  # open elements, outermost first
+    item_numbers: dict[int, int] = {}  # id of an open <ol> -> number of its last item
 
     def emit(s: str) -> None:
         nonlocal length
@@ -401,6 +402,8 @@ def parse_html(data: bytes) -> Parsed:
                 continue
             if el.name in _BLOCK_TAGS:
                 block_break()
+                if el.name == "li":  # a list item reads as the browser shows it: "• " or "3. "
+                    emit(_item_marker(el, item_numbers))
             elif el.name in ("td", "th") and parts and not parts[-1].endswith("\n"):
                 emit("| " if parts[-1].endswith(" ") else " | ")  # a table row stays one line
             if el.name == "pre":
@@ -421,6 +424,19 @@ def parse_html(data: bytes) -> Parsed:
     while stack:
         close(stack.pop())
     return "".join(parts).rstrip("\n"), locations, note
+
+
+def _item_marker(li: Any, numbers: dict[int, int]) -> str:
+    """The marker of an HTML list item: its number in an ``<ol>``, else a bullet."""
+    parent = li.parent
+    if parent is None or parent.name != "ol":
+        return "\u2022 "
+    key = id(parent)
+    if key not in numbers:
+        start = str(parent.get("start", "1")).strip()
+        numbers[key] = (int(start) if start.isdigit() and len(start) < 7 else 1) - 1
+    numbers[key] += 1
+    return f"{numbers[key]}. "
 
 
 def parse_pdf(data: bytes) -> Parsed:
@@ -453,8 +469,8 @@ def parse_pdf(data: bytes) -> Parsed:
         parts: list[str] = []
         locations: Locations = []
         length = 0
-        for number, page in enumerate(reader.pages, start=1):
-            page_text = (page.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n")
+        pages = [(p.extract_text() or "").replace("\r\n", "\n").replace("\r", "\n") for p in reader.pages]
+        for number, page_text in enumerate(drop_running_lines(pages), start=1):
             if parts:
                 parts.append("\n\n")
                 length += 2
@@ -477,6 +493,64 @@ def parse_pdf(data: bytes) -> Parsed:
         raise DocumentError("PDF has no extractable text (scanned? OCR is not supported)")
     note = "PDF has no %%EOF end marker (truncated?): its text may be incomplete" if truncated else ""
     return text, locations, note
+
+
+_EDGE_LINES = 3  # running headers and footers are among the first or last lines of a page
+_RUNNING_MAX_CHARS = 150  # a longer line is content, not a header
+_NUMBER = re.compile(r"\d+")
+_LINE = re.compile(r"[^\n]*(?:\n|$)")
+
+
+def drop_running_lines(pages: list[str]) -> list[str]:
+    """Page texts without their running headers and footers.
+
+    A report's "Caldermoor Observatory | Annual Report 2023 | page 2" or "Page 2 of 9" sits
+    among a page's first or last lines on every page; in the text it splits the sentence that
+    runs across the page break and it is matched by questions about the document's subject.
+    A line is running when the same line, numbers aside, is among the first or last
+    ``_EDGE_LINES`` lines of at least half of the pages (and of two). One that carries the page
+    number (a number rising with the page) is dropped on every page; an identical line is kept
+    where it first appears and dropped where it repeats (a table header printed again on each
+    page keeps its first occurrence). A one-page document is left as it is.
+    """
+    if len(pages) < 2:
+        return pages
+    seen: dict[str, list[tuple[int, int, int, tuple[int, ...]]]] = {}
+    for page_no, text in enumerate(pages):
+        lines = [(m.start(), m.end()) for m in _LINE.finditer(text) if m.group().strip()]
+        for start, end in dict.fromkeys(lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]):
+            line = " ".join(text[start:end].split())
+            if len(line) > _RUNNING_MAX_CHARS:
+                continue
+            key = _NUMBER.sub("#", line).casefold()
+            numbers = tuple(int(n) for n in _NUMBER.findall(line)[:8])
+            seen.setdefault(key, []).append((page_no, start, end, numbers))
+    need = max(2, (len(pages) + 1) // 2)
+    drops: dict[int, list[tuple[int, int]]] = {}
+    for hits in seen.values():
+        if len({page_no for page_no, *_ in hits}) < need:
+            continue
+        if len({numbers for *_, numbers in hits}) == 1:
+            hits = hits[1:]  # the same line on every page: keep its first occurrence
+        elif not _counts_pages(hits):
+            continue  # numbers that differ but do not follow the pages ("Table 3"): content
+        for page_no, start, end, _ in hits:
+            drops.setdefault(page_no, []).append((start, end))
+    out = []
+    for page_no, text in enumerate(pages):
+        kept, at = [], 0
+        for start, end in sorted(drops.get(page_no, [])):
+            kept.append(text[at:start])
+            at = max(at, end)
+        kept.append(text[at:])
+        out.append("".join(kept))
+    return out
+
+
+def _counts_pages(hits: list[tuple[int, int, int, tuple[int, ...]]]) -> bool:
+    """Whether one of the numbers of these lines is the page number (plus a fixed offset)."""
+    width = min(len(numbers) for *_, numbers in hits)
+    return any(len({numbers[i] - page_no for page_no, _, _, numbers in hits}) == 1 for i in range(width))
 
 
 def _uses_aes(reader: Any) -> bool:
@@ -538,6 +612,7 @@ def parse_docx(data: bytes) -> Parsed:
         locations: Locations = []
         headings: list[tuple[int, str]] = []
         length = 0
+        lists = _DocxLists(document)
         for block in _docx_blocks(document):
             if isinstance(block, Table):
                 piece = _table_text(block)
@@ -545,6 +620,8 @@ def parse_docx(data: bytes) -> Parsed:
                 piece = block.text
                 style = (block.style.name if block.style is not None else "") or ""
                 level = _heading_level(style)
+                if piece.strip() and not level:  # a numbered heading stays a heading
+                    piece = lists.marker(block) + piece
                 if level and piece.strip():
                     headings = [(lvl, t) for lvl, t in headings if lvl < level]
                     headings.append((level, piece.strip()))
@@ -611,6 +688,70 @@ def _docx_blocks(document: Any) -> Iterator[Any]:
             content = child.find(content_tag)
             if content is not None:
                 stack.append(iter(content))
+
+
+class _DocxLists:
+    """Markers of list paragraphs as Word shows them: "• " for a bullet, "3. " for the third
+    item of a numbered list (counted per list and level; a deeper level restarts)."""
+
+    def __init__(self, document: Any) -> None:
+        self._formats: dict[tuple[str, int], tuple[str, int]] = {}  # (numId, level) -> (format, start)
+        self._counts: dict[str, list[int]] = {}
+        try:
+            root = document.part.numbering_part.element
+        except (KeyError, NotImplementedError, AttributeError):  # no numbering part: no lists
+            return
+        w = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+        abstract: dict[str, dict[int, tuple[str, int]]] = {}
+        for node in root.iterfind(f"{w}abstractNum"):
+            levels = abstract.setdefault(node.get(f"{w}abstractNumId", ""), {})
+            for lvl in node.iterfind(f"{w}lvl"):
+                fmt, start = lvl.find(f"{w}numFmt"), lvl.find(f"{w}start")
+                levels[_int(lvl.get(f"{w}ilvl"), 0)] = (
+                    fmt.get(f"{w}val", "decimal") if fmt is not None else "decimal",
+                    _int(start.get(f"{w}val") if start is not None else None, 1),
+                )
+        for num in root.iterfind(f"{w}num"):
+            ref = num.find(f"{w}abstractNumId")
+            levels = abstract.get(ref.get(f"{w}val", "") if ref is not None else "", {})
+            for level, spec in levels.items():
+                self._formats[(num.get(f"{w}numId", ""), level)] = spec
+
+    def marker(self, paragraph: Any) -> str:
+        numbering = _num_pr(paragraph._p.pPr)
+        style = paragraph.style
+        while numbering is None and style is not None:  # a list style ("List Number") numbers it
+            numbering = _num_pr(style.element.pPr)
+            style = style.base_style
+        if numbering is None:
+            return ""
+        num_id = str(numbering.numId.val) if numbering.numId is not None else ""
+        level = int(numbering.ilvl.val) if numbering.ilvl is not None else 0
+        if num_id in ("", "0"):  # numId 0: numbering switched off for this paragraph
+            return ""
+        fmt, start = self._formats.get((num_id, level), ("bullet", 1))
+        if fmt in ("bullet", "none"):
+            return "\u2022 "
+        counts = self._counts.setdefault(num_id, [])
+        counts[level + 1 :] = []
+        counts.extend([0] * (level + 1 - len(counts)))
+        counts[level] = counts[level] + 1 if counts[level] else start
+        n = counts[level]
+        if fmt in ("lowerLetter", "upperLetter") and 1 <= n <= 26:
+            letter = chr(ord("a") + n - 1)
+            return f"{letter.upper() if fmt == 'upperLetter' else letter}) "
+        return f"{n}. "
+
+
+def _num_pr(ppr: Any) -> Any:
+    return None if ppr is None else ppr.numPr
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def _table_text(table: Any) -> str:

@@ -564,7 +564,77 @@ def test_good_html(tmp_path: Path) -> None:
     assert doc.location_at(doc.text.index("Cod")) == "Sea fish"
     assert doc.location_at(doc.text.index("Plaice")) == "Sea fish > Flatfish"
     assert doc.location_at(doc.text.index("Trout")) == "River fish"
-    assert "Trout\nPike" in doc.text
+    assert "\u2022 Trout\n\u2022 Pike" in doc.text, "list items read as the browser shows them"
+
+
+def test_html_list_items_are_marked_and_numbered() -> None:
+    """A short list item is a statement, not a heading: it is marked as a browser shows it."""
+    html = (
+        b"<p>It has the following:</p><ul><li>six showers</li><li>a <b>laundry</b></li></ul>"
+        b"<ol start=3><li>Mix</li><li>Bake<ul><li>hot</li></ul></li></ol><ol><li>Cool</li></ol>"
+        b"<ol start='x'><li>Serve</li></ol>"
+    )
+    text, _, _ = parsing.parse("html", html)
+    assert text == (
+        "It has the following:\n\u2022 six showers\n\u2022 a laundry\n3. Mix\n4. Bake\n\u2022 hot\n"
+        "1. Cool\n1. Serve"
+    )
+
+
+def test_docx_list_paragraphs_are_marked_and_numbered() -> None:
+    import docx
+
+    d = docx.Document()
+    d.add_heading("Steps", 1)
+    d.add_paragraph("The kit contains:")
+    d.add_paragraph("a tent", style="List Bullet")
+    for item in ("Pitch", "Peg"):
+        d.add_paragraph(item, style="List Number")
+    d.add_paragraph("", style="List Number")  # an empty item is skipped, not numbered
+    d.add_paragraph("Enjoy", style="List Number")
+    d.add_paragraph("Plain text.")
+    buf = io.BytesIO()
+    d.save(buf)
+    text, locations, _ = parsing.parse("docx", buf.getvalue())
+    items = "\u2022 a tent\n\n1. Pitch\n\n2. Peg\n\n3. Enjoy"
+    assert text == f"Steps\n\nThe kit contains:\n\n{items}\n\nPlain text."
+    assert locations == [(0, "Steps")]
+
+
+def test_pdf_running_headers_and_page_numbers_are_dropped(tmp_path: Path) -> None:
+    """A header with the page number goes from every page, a repeated footer stays once, and
+    the sentence that runs across the page break is whole again."""
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    bodies = [["Opening remarks.", "The survey ran from"], ["March to May.", "Table 2 shows it."], ["Done."]]
+    for number, lines in enumerate(bodies, start=1):
+        c.drawString(72, 800, f"Annual Report 2023 | page {number}")
+        for row, line in enumerate(lines):
+            c.drawString(72, 700 - 14 * row, line)
+        c.drawString(72, 40, "Caldermoor Astronomical Trust")
+        c.showPage()
+    c.save()
+    text, locations, _ = parsing.parse("pdf", buf.getvalue())
+    assert "page 1" not in text and "page 3" not in text and "Annual Report" not in text
+    assert text.count("Caldermoor Astronomical Trust") == 1
+    assert "Table 2 shows it." in text, "a number that does not follow the pages is content"
+    assert [label for _, label in locations] == ["page 1", "page 2", "page 3"]
+    assert text.index("March") >= locations[1][0] > text.index("ran from")
+
+
+def test_running_lines_rules() -> None:
+    one = ["Header | page 1\nonly page"]
+    assert parsing.drop_running_lines(one) == one, "one page: nothing to compare"
+    pages = ["Report | 1\nAlpha.\n- 1 -", "Report | 2\nBeta.\n- 2 -", "Report | 3\nGamma.\n- 3 -"]
+    assert parsing.drop_running_lines(pages) == ["Alpha.\n", "Beta.\n", "Gamma.\n"]
+    table = ["Name | Kg\nAda | 3", "Name | Kg\nBo | 4"]
+    assert parsing.drop_running_lines(table) == ["Name | Kg\nAda | 3", "Bo | 4"]
+    chapters = ["Chapter 7\nText.", "Chapter 2\nMore.", "Chapter 9\nEnd."]
+    assert parsing.drop_running_lines(chapters) == chapters, "numbers not following the pages"
+    rare = ["Intro\nA.", "Body\nB.", "Body\nC.", "Notes\nD.", "Refs\nE."]
+    assert parsing.drop_running_lines(rare) == rare, "on fewer than half of the pages"
 
 
 def test_html_block_ends_pre_and_heading_labels() -> None:
