@@ -20,6 +20,10 @@ vector comes from its own chunk), with four rules:
 4. **missing terms**: a neighbour scores within ``term_margin`` and holds question terms the
    sentence lacks, worth at least ``term_share`` of the question's IDF weight (a pronoun
    sentence whose subject is named in the sentence before).
+5. **anchor**: a name, date or number of the question is nowhere in the window and stands in
+   the sentence just before or after it. Example: "Which council gave the observatory a grant
+   in 2023?" -> "Total income for 2023 was £418,300." + "The largest single source of income
+   was a grant of £180,000 from Kilverne County Council."
 
 Each rule adds one sentence; the window never exceeds ``max_sentences``. Margins were chosen
 on SQuAD articles (docs/tuning.md section 11).
@@ -203,4 +207,21 @@ def choose(
             and fits(*wider)
         ):
             lo, hi = wider
+    # 5: a name, date or number of the question missing from the window stands in the sentence
+    # just before or after it: that sentence sets the answer in its context.
+    lacking = [a for a in _anchors(question) if not a.search(text, units[lo].start, units[hi - 1].end)]
+    for i in (lo - 1, hi) if lacking else ():
+        if 0 <= i < len(units) and room() and fits(min(lo, i), max(hi, i + 1)):
+            if any(a.search(text, units[i].start, units[i].end) for a in lacking):
+                lo, hi = min(lo, i), max(hi, i + 1)
+                break
     return lo, hi
+
+
+def _anchors(question: str) -> list[re.Pattern[str]]:
+    """The names, dates and numbers of the question as whole-word, case-blind patterns."""
+    return [
+        re.compile(rf"(?<!\w){re.escape(question[c.start : c.end])}(?!\w)", re.I)
+        for c in phrases.candidates(question)
+        if c.kind in ("name", phrases.DATE, phrases.NUMBER)
+    ]

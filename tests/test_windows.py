@@ -125,8 +125,38 @@ def test_a_neighbour_holding_the_missing_terms_joins() -> None:
     lo, hi = windows.choose(text, units, 1, [0.6, 0.7, 0.1], q, [0.6, 0.0, 0.0])
     assert window_text(text, units, lo, hi).startswith("The Kestrel Point Lighthouse guards the bay. It was")
     # a neighbour without the missing terms, or far behind, stays out
+    q = "What was done to the lighthouse on the point?"  # no name, no type: only rule 4 applies
     assert windows.choose(text, units, 1, [0.6, 0.7, 0.1], q, [0.0, 0.0, 0.0]) == (1, 2)
     assert windows.choose(text, units, 1, [0.1, 0.7, 0.1], q, [0.6, 0.0, 0.0]) == (1, 2)
+
+
+def test_a_neighbour_holding_the_questions_name_or_year_joins() -> None:
+    text = (
+        "Total income for 2023 was £418,300. The largest source of income was a grant from Kilverne "
+        "County Council. Ticket sales brought in £92,000. In 2022 the museum opened."
+    )
+    units = units_of(text)
+    q = "Which council gave the observatory a grant in 2023?"
+    # the year is only in the sentence before: it joins, however low its score
+    lo, hi = windows.choose(text, units, 1, [0.1, 0.8, 0.2, 0.0], q, [0.0] * 4)
+    assert window_text(text, units, lo, hi) == (
+        "Total income for 2023 was £418,300. The largest source of income was a grant from Kilverne "
+        "County Council."
+    )
+    # already in the window, or in no neighbour: nothing joins
+    assert windows.choose(text, units, 0, [0.8, 0.1, 0.2, 0.0], q, [0.0] * 4) == (0, 1)
+    assert windows.choose(
+        text, units, 1, [0.1, 0.8, 0.2, 0.0], "Which council gave a grant in 2021?", [0.0] * 4
+    ) == (
+        1,
+        2,
+    )
+    # whole words only: "202" is not in "2023"
+    assert windows.choose(text, units, 1, [0.1, 0.8, 0.2, 0.0], "Who gave grant 202?", [0.0] * 4) == (1, 2)
+    # a name works the same way, after the sentence as well as before
+    q = "How much did ticket sales bring to Kilverne County Council?"
+    lo, hi = windows.choose(text, units, 2, [0.0, 0.1, 0.8, 0.0], q, [0.0] * 4)
+    assert (lo, hi) == (1, 3)
 
 
 def test_a_plain_answer_stays_one_sentence_and_windows_are_capped() -> None:
