@@ -352,6 +352,7 @@ def parse_html(data: bytes) -> Parsed:
     in_pre = 0  # open <pre> elements: whitespace is kept inside them
     stack: list[Any] = []  # open elements, outermost first
     item_numbers: dict[int, int] = {}  # id of an open <ol> -> number of its last item
+    marker = ""  # the marker of a list item, written before the item's first text
 
     def emit(s: str) -> None:
         nonlocal length
@@ -376,7 +377,9 @@ def parse_html(data: bytes) -> Parsed:
         heading_text.clear()
 
     def close(tag: Any) -> None:
-        nonlocal skipping, in_pre
+        nonlocal skipping, in_pre, marker
+        if tag.name == "li":
+            marker = ""  # an empty item: its marker is not carried to the next text
         if tag is skipping:
             skipping = None
         elif skipping is None:
@@ -402,13 +405,14 @@ def parse_html(data: bytes) -> Parsed:
                 continue
             if el.name in _BLOCK_TAGS:
                 block_break()
-                if el.name == "li":  # a list item reads as the browser shows it: "• " or "3. "
-                    emit(_item_marker(el, item_numbers))
+                # a list item reads as the browser shows it, "• " or "3. " before its first text
+                marker = _item_marker(el, item_numbers) if el.name == "li" else marker
             elif el.name in ("td", "th") and parts and not parts[-1].endswith("\n"):
                 emit("| " if parts[-1].endswith(" ") else " | ")  # a table row stays one line
             if el.name == "pre":
                 in_pre += 1
             if el.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                marker = ""  # a heading inside a list item stays a heading
                 close_heading()
                 heading, heading_at = el, len(locations)
                 locations.append((length, ""))
@@ -420,7 +424,8 @@ def parse_html(data: bytes) -> Parsed:
                 if not parts or parts[-1].endswith(("\n", " ")):
                     s = s.lstrip()
             if s:
-                emit(s)
+                emit(marker + s)
+                marker = ""
     while stack:
         close(stack.pop())
     return "".join(parts).rstrip("\n"), locations, note

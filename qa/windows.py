@@ -211,10 +211,14 @@ def choose(
     # just before or after it: that sentence sets the answer in its context.
     lacking = [a for a in _anchors(question) if not a.search(text, units[lo].start, units[hi - 1].end)]
     for i in (lo - 1, hi) if lacking else ():
-        if 0 <= i < len(units) and room() and fits(min(lo, i), max(hi, i + 1)):
-            if any(a.search(text, units[i].start, units[i].end) for a in lacking):
-                lo, hi = min(lo, i), max(hi, i + 1)
-                break
+        if (
+            0 <= i < len(units)
+            and room()
+            and fits(min(lo, i), max(hi, i + 1))
+            and any(a.search(text, units[i].start, units[i].end) for a in lacking)
+        ):
+            lo, hi = min(lo, i), max(hi, i + 1)
+            break
     return lo, hi
 
 

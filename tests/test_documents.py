@@ -579,6 +579,15 @@ def test_html_list_items_are_marked_and_numbered() -> None:
         "It has the following:\n\u2022 six showers\n\u2022 a laundry\n3. Mix\n4. Bake\n\u2022 hot\n"
         "1. Cool\n1. Serve"
     )
+    # the marker goes before the item's first text, whatever block holds it; an empty item
+    # leaves nothing behind; a heading in an item stays a heading
+    html = (
+        b"<ul><li><p>First para</p><p>second</p></li><li><div>Div item</div></li>"
+        b"<li>\n  <a href=x>Link</a> text</li><li></li><li><h3>Head item</h3></li></ul><p>after</p>"
+    )
+    text, locations, _ = parsing.parse("html", html)
+    assert text == "\u2022 First para\nsecond\n\u2022 Div item\n\u2022 Link text\nHead item\nafter"
+    assert locations == [(text.index("Head item"), "Head item")]
 
 
 def test_docx_list_paragraphs_are_marked_and_numbered() -> None:
