@@ -21,6 +21,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import qa
 from qa import parsing
@@ -644,6 +646,38 @@ def test_running_lines_rules() -> None:
     assert parsing.drop_running_lines(chapters) == chapters, "numbers not following the pages"
     rare = ["Intro\nA.", "Body\nB.", "Body\nC.", "Notes\nD.", "Refs\nE."]
     assert parsing.drop_running_lines(rare) == rare, "on fewer than half of the pages"
+
+
+_LINES = st.lists(
+    st.sampled_from(["Report | page 1", "Report | page 2", "Footer", "7", "Alpha.", "Beta gamma.", "", " "])
+    | st.text(alphabet="ab1 |.", max_size=12),
+    max_size=9,
+)
+
+
+@given(st.lists(_LINES, max_size=6))
+def test_running_lines_only_ever_remove_whole_edge_lines(pages: list[list[str]]) -> None:
+    """Whatever the pages: each comes back as its own lines minus some of its first or last
+    three non-blank lines, in order; the middle of a page is never touched."""
+    texts = ["\n".join(lines) for lines in pages]
+    out = parsing.drop_running_lines(texts)
+    assert len(out) == len(texts)
+    for before, after in zip(texts, out, strict=True):
+        lines = before.splitlines(keepends=True)
+        nonblank = [i for i, line in enumerate(lines) if line.strip()]
+        edges = set(nonblank[:3] + nonblank[-3:])
+        kept = after.splitlines(keepends=True)
+        # the kept lines are the original lines with some edge lines taken out, in order
+        it = iter(enumerate(lines))
+        for line in kept:
+            for i, original in it:
+                if original == line or original.rstrip("\n") == line.rstrip("\n"):
+                    break
+                assert i in edges, f"a middle line was dropped: {original!r}"
+            else:
+                raise AssertionError(f"{line!r} is not a line of the page, in order")
+        assert all(i in edges for i, _ in it), "a middle line was dropped at the end"
+        assert sum(len(x) for x in kept) <= len(before)
 
 
 def test_html_block_ends_pre_and_heading_labels() -> None:
