@@ -7,7 +7,9 @@ vector comes from its own chunk), with four rules:
 1. **announces**: the sentence ends with ":" or promises what follows ("several categories of
    devices.", "the following", "as follows"), so the next sentence is the content. Example:
    "The collaboration is expected to produce several categories of devices." + "These include
-   data center racks, ..." is the answer to "What kinds of devices will it produce?".
+   data center racks, ..." is the answer to "What kinds of devices will it produce?". The
+   same when the sentence after the best one points back to it and announces ("The facilities
+   block was rebuilt in 2022." + "It has the following:" + the items).
 2. **label**: the sentence is a heading ("### How far can the unit be?") or a short line
    without closing punctuation (a table cell, a "Fuel reserve" label) and the next line holds
    its content or value. A table's data row ("Check-out | by 11 am") is a whole record: it is
@@ -90,6 +92,7 @@ _ANNOUNCE = re.compile(
     r"six|seven|eight|nine|ten|\d+)\s+(?:[\w-]+\s+){0,3}[\w-]+s\b[^.!?]*[.!?]?\s*$)",
     re.I,
 )
+_POINTS_BACK = re.compile(r"\s*(?:it|its|they|their|these|this|those|he|his|she|her)\b", re.I)
 _CONTINUES = re.compile(
     r"^\s*(?:these|they|those|this|such|it|its|their|the following|examples|among them|"
     r"[-*\u2022]|\d{1,2}[.)])",
@@ -155,6 +158,13 @@ def choose(
     def fits(a: int, b: int) -> bool:  # units[a:b] as one answer: short enough to read
         return units[b - 1].end - units[a].start <= rules.max_chars
 
+    # 1: the sentence after the best one points back to it and announces a list ("The
+    # facilities block was rebuilt in 2022." + "It has the following:"): it joins, and the
+    # loop below takes what it announces.
+    if room() and hi + 1 < len(units) and fits(lo, hi + 1):
+        nxt = text[units[hi].start : units[hi].end]
+        if _POINTS_BACK.match(nxt) and announces(nxt, text[units[hi + 1].start : units[hi + 1].end]):
+            hi += 1
     # 1-2: a sentence that announces a list, or a label whose value is on the next line.
     while room() and hi < len(units):
         last = units[hi - 1]

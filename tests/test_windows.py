@@ -45,6 +45,25 @@ def test_a_sentence_that_announces_a_list_takes_the_list() -> None:
     )
 
 
+def test_a_next_sentence_that_points_back_and_announces_joins_with_its_items() -> None:
+    text = (
+        "The facilities block was rebuilt in 2022. It has the following:\n\u2022 six hot showers\n"
+        "\u2022 a laundry\n\u2022 a drying room\nMilk is sold at the farmhouse."
+    )
+    units = units_of(text)
+    q = "What does the facilities block have?"
+    best = 0
+    scores = [0.9] + [0.1] * (len(units) - 1)
+    lo, hi = windows.choose(text, units, best, scores, q, [0.0] * len(units))
+    shown = window_text(text, units, lo, hi)
+    assert shown.startswith("The facilities block was rebuilt in 2022. It has the following:")
+    assert "six hot showers" in shown and hi - lo == 3
+    # a next sentence that announces but does not point back is another subject: it stays out
+    other = text.replace("It has the following:", "Campers bring the following:")
+    units = units_of(other)
+    assert windows.choose(other, units, 0, [0.9] + [0.1] * (len(units) - 1), q, [0.0] * len(units)) == (0, 1)
+
+
 def test_a_colon_takes_the_next_line() -> None:
     text = "The kit contains the following:\n- a hammer\n- a saw\nNothing else."
     units = units_of(text)
