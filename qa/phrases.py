@@ -357,6 +357,12 @@ def candidates(text: str, start: int = 0, end: int | None = None) -> list[Candid
         if any(lo <= a < hi for lo, hi in titled):
             continue  # "OpenAI Partners with Foxconn to Develop...": capitals name nothing here
         words = m.group(0).split()
+        if (
+            len(words) == 1
+            and len(words[0].rstrip(".")) == 1
+            and (piece[a - 1 : a] == "°" or piece[max(0, a - 2) : a] == "° ")
+        ):
+            continue  # the C of "12 °C" is the unit of a temperature, not a name
         # A lone capitalised common word at a sentence start names nothing ("The", "However").
         if words[0].lower().strip(".,") in COMMON_WORDS:
             if len(words) == 1:

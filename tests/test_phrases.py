@@ -81,6 +81,15 @@ def test_volumes_are_quantities(quantity: str) -> None:
     assert found.get(quantity) == phrases.NUMBER  # "How much milk...?" is answered with the unit
 
 
+def test_temperatures_are_quantities_with_their_unit() -> None:
+    text = "The back chamber is kept at 12 °C (54°F). Vitamin C and Plan B were adopted; P is a class."
+    found = {text[c.start : c.end]: c.kind for c in phrases.candidates(text)}
+    assert found.get("12 °C") == phrases.NUMBER and found.get("54°F") == phrases.NUMBER
+    assert "F" not in found, "the F of a temperature was taken as a name"
+    assert found.get("Vitamin C") == "name" and found.get("Plan B") == "name"
+    assert found.get("P") == "name", "a letter can be a name: the complexity class P"
+
+
 def test_am_after_a_number_of_things_is_not_a_time() -> None:
     text = "We keep 2 ampoules and 3 ampm adapters cold."
     assert all(c.kind != phrases.DATE for c in phrases.candidates(text))
