@@ -464,7 +464,7 @@ def pick(
         return None
     # Positions of the question's words in the window, to measure nearness.
     anchors = [
-        m.start() + a
+        m.start()  # finditer's positions are the text's own, not relative to ``a``
         for m in _WORD.finditer(text, a, b)
         if m.group(0).lower() in q_words and len(m.group(0)) > 2
     ]

@@ -120,6 +120,18 @@ def test_pick_by_type_and_nearness() -> None:
     assert c is not None and text[c.start : c.end] == "1874"
 
 
+def test_pick_measures_nearness_wherever_the_window_starts() -> None:
+    """The question's words were placed at their offset plus the window's start, so deep in a
+    document the candidate nearest to the window's end won ("92 per cent" for a temperature)."""
+    sentence = "The front chamber is kept at 10 °C and 92 per cent relative humidity."
+    q = "What temperature is the front chamber kept at?"
+    for before in ("", "Cheeses ripen in two rooms under the hill. " * 40):
+        text = before + sentence + " Nothing else."
+        span = (len(before), len(before) + len(sentence))
+        c = phrases.pick(text, span, span, phrases.answer_type(q), q)
+        assert c is not None and text[c.start : c.end] == "10 °C", (len(before), text[c.start : c.end])
+
+
 def test_pick_returns_none_without_a_candidate_or_for_why_questions() -> None:
     text = "The observatory welcomed many visitors this year."
     assert phrases.pick(text, (0, len(text)), (0, len(text)), phrases.DATE, "When did it open?") is None
