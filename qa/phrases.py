@@ -52,7 +52,7 @@ _SCALE = r"(?:\s+(?:hundred|thousand|million|billion|trillion|bn|m)\b)?"
 _UNIT = (
     r"(?:\s?%|\s*(?:percent|per\s+cent|°\s?[CF]?|degrees(?:\s+(?:Celsius|Fahrenheit))?|"
     r"(?:square\s+|cubic\s+)?(?:kilo|centi|milli)?(?:met(?:re|er)s?|grams?)|km2?|m2|cm|mm|kg|mg|g|"
-    r"miles?|mi|feet|foot|ft|inch(?:es)?|in\.|yards?|acres?|hectares?|(?:milli|centi)?(?:litres?|liters?)|ml|cl|gallons?|"
+    r"(?:nautical\s+)?miles?|knots?|mi|feet|foot|ft|inch(?:es)?|in\.|yards?|acres?|hectares?|(?:milli|centi)?(?:litres?|liters?)|ml|cl|gallons?|"
     r"tons?|tonnes?|pounds?|lbs?|ounces?|oz|mph|km/h|MW|GW|kW|watts?|volts?|hertz|Hz|bytes?|"
     r"[kMGT]B|years?|months?|weeks?|days?|hours?|minutes?|seconds?|centuries|decades)\b)?"
 )
@@ -466,7 +466,7 @@ def pick(
     anchors = [
         m.start()  # finditer's positions are the text's own, not relative to ``a``
         for m in _WORD.finditer(text, a, b)
-        if m.group(0).lower() in q_words and len(m.group(0)) > 2
+        if m.group(0).lower() in q_words and len(m.group(0)) > 2 and m.group(0).lower() not in COMMON_WORDS
     ]
 
     def cost(c: Candidate) -> tuple[int, int, int, int]:

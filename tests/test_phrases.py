@@ -132,6 +132,17 @@ def test_pick_measures_nearness_wherever_the_window_starts() -> None:
         assert c is not None and text[c.start : c.end] == "10 °C", (len(before), text[c.start : c.end])
 
 
+def test_pick_is_near_the_questions_content_words_not_its_function_words() -> None:
+    text = "### How much does it cost?\n\nPrices are £89 for the Basic, £129 for the Garden and £179 for the Pro."
+    q = "How much does the Pro weather station cost?"
+    focus = (text.index("Prices"), len(text))
+    c = phrases.pick(text, (0, len(text)), focus, phrases.answer_type(q), q)
+    assert c is not None and text[c.start : c.end] == "£179", "'much' and 'does' pulled it to £89"
+    text = "The crossing is 11 nautical miles long and takes 55 minutes."
+    found = {text[c.start : c.end] for c in phrases.candidates(text)}
+    assert {"11 nautical miles", "55 minutes"} <= found
+
+
 def test_pick_returns_none_without_a_candidate_or_for_why_questions() -> None:
     text = "The observatory welcomed many visitors this year."
     assert phrases.pick(text, (0, len(text)), (0, len(text)), phrases.DATE, "When did it open?") is None
