@@ -133,7 +133,7 @@ def test_pick_measures_nearness_wherever_the_window_starts() -> None:
 
 
 def test_pick_is_near_the_questions_content_words_not_its_function_words() -> None:
-    text = "### How much does it cost?\n\nPrices are £89 for the Basic, £129 for the Garden and £179 for the Pro."
+    text = "### How much does it cost?\n\nPrices: £89 for the Basic, £129 for the Garden, £179 for the Pro."
     q = "How much does the Pro weather station cost?"
     focus = (text.index("Prices"), len(text))
     c = phrases.pick(text, (0, len(text)), focus, phrases.answer_type(q), q)
