@@ -421,6 +421,30 @@ def _title_case_lines(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_MEASURE = re.compile(
+    r"\b(?:how\s+(?:far|tall|high|long|deep|wide|heavy|fast|hot|cold|warm|large|big)|"
+    r"what\s+(?:length|height|distance|speed|temperature|size|depth|width|weight)|"
+    r"at\s+what\s+(?:speed|temperature))\b",
+    re.I,
+)
+_BARE = re.compile(r"(?:\d|[\s,.\-]|\b" + _NUMWORD + r"\b|\bbn\b)*", re.I)
+
+
+def measure_question(question: str) -> bool:
+    """Whether ``question`` asks for a measure ("How far...?", "What temperature...?"), which a
+    quantity with its unit answers ("150 metres", "12 °C"), not a bare "two"."""
+    return _MEASURE.search(question) is not None
+
+
+def fits(text: str, c: Candidate, wanted: str, question_words: set[str], measure: bool) -> bool:
+    """Whether candidate ``c`` of ``text`` can answer a question that asks for ``wanted``: of a
+    kind that serves it, not only the question's own words, and, for a ``measure`` question, a
+    number that carries its unit."""
+    if not serves(c.kind, wanted) or words_of(text[c.start : c.end]) <= question_words:
+        return False
+    return not (measure and c.kind == NUMBER and _BARE.fullmatch(text[c.start : c.end]) is not None)
+
+
 def serves(kind: str, wanted: str) -> bool:
     """Whether a candidate of ``kind`` can answer a question of type ``wanted``."""
     if wanted in (PERSON, PLACE, NAME):
@@ -458,8 +482,10 @@ def pick(
         return None
     q_words = words_of(question)
     a, b = window
-    cands = [c for c in candidates(text, a, b) if serves(c.kind, wanted)]
-    cands = [c for c in cands if not words_of(text[c.start : c.end]) <= q_words]
+    measure = measure_question(question)
+    cands = [c for c in candidates(text, a, b) if fits(text, c, wanted, q_words, False)]
+    if measure and any(fits(text, c, wanted, q_words, True) for c in cands):
+        cands = [c for c in cands if fits(text, c, wanted, q_words, True)]  # "150 metres", not "two"
     if not cands:
         return None
     # Positions of the question's words in the window, to measure nearness.

@@ -146,11 +146,10 @@ def features(ev: Evidence) -> dict[str, float]:
     wanted = phrases.answer_type(q)
     q_words = phrases.words_of(q)
 
+    measure = phrases.measure_question(q)
+
     def has_type(text: str) -> bool:
-        return any(
-            phrases.serves(c.kind, wanted) and not phrases.words_of(text[c.start : c.end]) <= q_words
-            for c in phrases.candidates(text)
-        )
+        return any(phrases.fits(text, c, wanted, q_words, measure) for c in phrases.candidates(text))
 
     typed = wanted != phrases.OTHER
     type_in_sentence = typed and has_type(ev.sentence)

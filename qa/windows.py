@@ -108,18 +108,20 @@ def announces(sentence: str, following: str) -> bool:
     return _ANNOUNCE.search(sentence) is not None and _CONTINUES.match(following) is not None
 
 
-def _has_type(text: str, unit: Unit, wanted: str, question_words: set[str]) -> bool:
-    for c in phrases.candidates(text, unit.start, unit.end):
-        if phrases.serves(c.kind, wanted) and not phrases.words_of(text[c.start : c.end]) <= question_words:
-            return True
-    return False
+def _has_type(text: str, unit: Unit, wanted: str, question_words: set[str], measure: bool) -> bool:
+    return any(
+        phrases.fits(text, c, wanted, question_words, measure)
+        for c in phrases.candidates(text, unit.start, unit.end)
+    )
 
 
 def has_type(text: str, unit: Unit, question: str) -> bool:
     """Whether ``unit`` holds a phrase of the type ``question`` asks for, other than the
     question's own words (False for why/how questions)."""
     wanted = phrases.answer_type(question)
-    return wanted != phrases.OTHER and _has_type(text, unit, wanted, phrases.words_of(question))
+    return wanted != phrases.OTHER and _has_type(
+        text, unit, wanted, phrases.words_of(question), phrases.measure_question(question)
+    )
 
 
 def choose(
@@ -189,19 +191,20 @@ def choose(
             break
     wanted = phrases.answer_type(question)
     q_words = phrases.words_of(question)
+    measure = phrases.measure_question(question)
     neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(units) and not lo <= i < hi]
     # 3: the question's answer type is missing from the window and a close neighbour has it.
     if (
         wanted != phrases.OTHER
         and room()
-        and not any(_has_type(text, units[i], wanted, q_words) for i in range(lo, hi))
+        and not any(_has_type(text, units[i], wanted, q_words, measure) for i in range(lo, hi))
     ):
         typed = [
             i
             for i in neighbours
             if scores[i] >= scores[best] - rules.type_margin
             and fits(min(lo, i), max(hi, i + 1))
-            and _has_type(text, units[i], wanted, q_words)
+            and _has_type(text, units[i], wanted, q_words, measure)
         ]
         if typed:
             pick = max(typed, key=lambda i: scores[i])
