@@ -15,10 +15,12 @@ vector comes from its own chunk), with four rules:
    its content or value. A table's data row ("Check-out | by 11 am") is a whole record: it is
    no label, and it is shown under its table's header when the header is the line above it
    ("Cheese | Weight | Chamber" over "Holloway Blue | 2.5 kg | Back").
-3. **type**: the question asks for a date, number or name, the sentence has none of that type
-   and a neighbour does, and the neighbour scores within ``type_margin`` of the sentence.
-   Example: "How tall is the lighthouse?" -> "It was built in 1874." + "It stands 43 metres
-   tall."
+3. **type**: the question asks for a date, number or name, the window has none of that type
+   and the sentence just before or after it does, scoring within ``type_margin`` of the best
+   sentence (of the sentences under it when the best is a heading, which scores high by
+   repeating the question). A measure ("How far...?") takes a quantity with its unit, not a
+   bare "two". Example: "How tall is the lighthouse?" -> "It was built in 1874." + "It stands
+   43 metres tall."
 4. **missing terms**: a neighbour scores within ``term_margin`` and holds question terms the
    sentence lacks, worth at least ``term_share`` of the question's IDF weight (a pronoun
    sentence whose subject is named in the sentence before).
@@ -192,7 +194,12 @@ def choose(
     wanted = phrases.answer_type(question)
     q_words = phrases.words_of(question)
     measure = phrases.measure_question(question)
-    neighbours = [i for i in (best - 1, best + 1) if 0 <= i < len(units) and not lo <= i < hi]
+    neighbours = [i for i in (lo - 1, hi) if 0 <= i < len(units)]
+    # a heading scores high by repeating the question: a neighbour is compared with the
+    # sentences it labels
+    ref = scores[best]
+    if is_heading(text, units[best].start, units[best].end) and hi - lo > 1:
+        ref = max(scores[i] for i in range(lo, hi) if i != best)
     # 3: the question's answer type is missing from the window and a close neighbour has it.
     if (
         wanted != phrases.OTHER
@@ -202,7 +209,7 @@ def choose(
         typed = [
             i
             for i in neighbours
-            if scores[i] >= scores[best] - rules.type_margin
+            if scores[i] >= ref - rules.type_margin
             and fits(min(lo, i), max(hi, i + 1))
             and _has_type(text, units[i], wanted, q_words, measure)
         ]
@@ -215,7 +222,7 @@ def choose(
             continue
         wider = min(lo, i), max(hi, i + 1)
         if (
-            scores[i] >= scores[best] - rules.term_margin
+            scores[i] >= ref - rules.term_margin
             and missing_weight[i] >= rules.term_share
             and fits(*wider)
         ):

@@ -143,6 +143,30 @@ def test_pick_is_near_the_questions_content_words_not_its_function_words() -> No
     assert {"11 nautical miles", "55 minutes"} <= found
 
 
+def test_a_measure_question_wants_a_unit() -> None:
+    text = "The two talk by radio; the range is up to 150 metres, and 3 of them fit in a box."
+    for q, expected in [
+        ("How far can the unit be from the console?", "150 metres"),
+        ("How many units fit in a box?", "3"),
+    ]:
+        c = phrases.pick(text, (0, len(text)), (0, len(text)), phrases.answer_type(q), q)
+        assert c is not None and text[c.start : c.end] == expected, q
+    assert phrases.measure_question("What temperature is the cave?")
+    assert not phrases.measure_question("How many cheeses are there?")
+    bare = [c for c in phrases.candidates("two and 1,104 and 150 metres and £5 and 12 °C")]
+    q_words: set[str] = set()
+    assert [
+        phrases.fits("two and 1,104 and 150 metres and £5 and 12 °C", c, phrases.NUMBER, q_words, True)
+        for c in bare
+    ] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
 def test_pick_returns_none_without_a_candidate_or_for_why_questions() -> None:
     text = "The observatory welcomed many visitors this year."
     assert phrases.pick(text, (0, len(text)), (0, len(text)), phrases.DATE, "When did it open?") is None

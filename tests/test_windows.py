@@ -64,6 +64,22 @@ def test_a_next_sentence_that_points_back_and_announces_joins_with_its_items() -
     assert windows.choose(other, units, 0, [0.9] + [0.1] * (len(units) - 1), q, [0.0] * len(units)) == (0, 1)
 
 
+def test_under_a_heading_a_measure_is_looked_for_past_a_bare_number() -> None:
+    """An FAQ: the heading repeats the question (it scores highest), the line under it has a
+    bare "two", the measure is one sentence further."""
+    text = (
+        "### How far can the outdoor unit be from the console?\n\nThe two talk by radio. The range is "
+        "up to 150 metres in open ground. Batteries last a year."
+    )
+    units = units_of(text)
+    q = "How far can the outdoor unit be from the console?"
+    scores = [1.2, 0.3, 0.7, 0.1]
+    lo, hi = windows.choose(text, units, 0, scores, q, [0.0] * 4)
+    assert window_text(text, units, lo, hi).endswith("The range is up to 150 metres in open ground.")
+    # a count is answered by a bare number: "How many units talk by radio?" stops at "two"
+    assert windows.choose(text, units, 0, scores, "How many units talk by radio?", [0.0] * 4) == (0, 2)
+
+
 def test_a_colon_takes_the_next_line() -> None:
     text = "The kit contains the following:\n- a hammer\n- a saw\nNothing else."
     units = units_of(text)
