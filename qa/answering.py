@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from qa import phrases, verification, windows
-from qa.chunking import is_heading, table_header
+from qa.chunking import is_heading, table_cell, table_header
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
@@ -457,9 +457,11 @@ def answer(
     top = quotes[0]
     text = gen.text(int(gen.chunks[ranked[0][3].row][0]))
     # words of the question and of the topic searched with it are not the answer ("Foxconn")
-    chosen_phrase = phrases.pick(
-        text, window.span, window.best, phrases.answer_type(question), query or question
-    )
+    focus = window.best
+    header = table_header(text, *focus)
+    if header is not None:  # a table row: the cell of the column the question names
+        focus = table_cell(text, header, focus, set(tokenize([question])[0]), _terms) or focus
+    chosen_phrase = phrases.pick(text, window.span, focus, phrases.answer_type(question), query or question)
     phrase = (
         None
         if chosen_phrase is None
@@ -468,6 +470,10 @@ def answer(
     return Answer(
         question, True, top.highlight_text, tuple(quotes), gen.name, confidence=confidence, phrase=phrase
     )
+
+
+def _terms(text: str) -> set[str]:
+    return set(tokenize([text])[0])
 
 
 def _distinct(

@@ -64,6 +64,7 @@ _TERMINAL = tuple(".!?:;,\u3002\uff01\uff1f\"'\u201d\u2019)")
 # A table row as the parsers write it ("Check-out | by 11 am") or as Markdown has it ("| a | b |").
 _TABLE_ROW = re.compile(r"^[ \t]*\||\S \| \S", re.MULTILINE)
 _MAX_TABLE_ROWS = 500  # rows looked through for a table's header
+_BAR = re.compile(r"\|")
 _MAX_ROW_CHARS = 2000  # a longer line is no table row (and the search for its ends stops there)
 _DIGIT = re.compile(r"\d")
 # A list item: "- 24 g fine sea salt", "* item", "• item", "3. Bake", "b) item".
@@ -219,6 +220,45 @@ def table_header(text: str, start: int, end: int) -> Span | None:
     else:
         return None
     return row if _table_row(text, *row) == "header" else None
+
+
+def table_cell(
+    text: str, header: Span, row: Span, question_terms: set[str], terms_of: Callable[[str], set[str]]
+) -> Span | None:
+    """The cell of data ``row`` in the column the question names: "How much is a tent pitch in
+    low season?" under "Pitch | Low season | High season" -> the "£16" of "Small tent | £16 |
+    £22". The column is the one (after the first, which names the row) whose header shares the
+    most ``question_terms`` (``terms_of`` tokenizes a header cell); None when the table has
+    fewer than three columns, header and row differ in cells, or no single column is named."""
+    heads, cells = _cells(text, header), _cells(text, row)
+    if len(heads) != len(cells) or len(cells) < 3:
+        return None
+    shared = [len(terms_of(text[a:b]) & question_terms) for a, b in heads]
+    best = max(range(1, len(heads)), key=lambda i: shared[i])
+    if shared[best] == 0 or shared[1:].count(shared[best]) > 1:
+        return None
+    start, end = cells[best]
+    return (start, end) if end > start else None
+
+
+def _cells(text: str, line: Span) -> list[Span]:
+    """The cells of a table row, stripped, in document offsets (a Markdown row's outer bars
+    open and close no cell)."""
+    a, b = line
+    bars = [a - 1, *(m.start() for m in _BAR.finditer(text, a, b)), b]
+    spans = []
+    for left, right in itertools.pairwise(bars):
+        start, end = left + 1, right
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        spans.append((start, end))
+    if len(spans) > 1 and spans[0][0] == spans[0][1] and text[a:b].lstrip().startswith("|"):
+        spans = spans[1:]
+    if len(spans) > 1 and spans[-1][0] == spans[-1][1] and text[a:b].rstrip().endswith("|"):
+        spans = spans[:-1]
+    return spans
 
 
 def _is_row(text: str, line: Span) -> bool:

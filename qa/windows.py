@@ -166,8 +166,8 @@ def choose(
     # facilities block was rebuilt in 2022." + "It has the following:"): it joins, and the
     # loop below takes what it announces.
     if room() and hi + 1 < len(units) and fits(lo, hi + 1):
-        nxt = text[units[hi].start : units[hi].end]
-        if _POINTS_BACK.match(nxt) and announces(nxt, text[units[hi + 1].start : units[hi + 1].end]):
+        after = text[units[hi].start : units[hi].end]
+        if _POINTS_BACK.match(after) and announces(after, text[units[hi + 1].start : units[hi + 1].end]):
             hi += 1
     # 1-2: a sentence that announces a list, or a label whose value is on the next line.
     while room() and hi < len(units):
@@ -221,11 +221,7 @@ def choose(
         if not room() or lo <= i < hi or not (i == lo - 1 or i == hi):
             continue
         wider = min(lo, i), max(hi, i + 1)
-        if (
-            scores[i] >= ref - rules.term_margin
-            and missing_weight[i] >= rules.term_share
-            and fits(*wider)
-        ):
+        if scores[i] >= ref - rules.term_margin and missing_weight[i] >= rules.term_share and fits(*wider):
             lo, hi = wider
     # 5: a name, date or number of the question missing from the window stands in the sentence
     # just before or after it: that sentence sets the answer in its context.

@@ -141,6 +141,30 @@ def test_a_table_row_answers_and_its_time_is_the_phrase(tmp_path: Path) -> None:
     assert doc[answer.phrase.start : answer.phrase.end] == "11 am"
 
 
+PRICES_HTML = """<html><body><h1>Prices per night</h1>
+<p>Prices are per pitch per night and include two people.</p>
+<table>
+<tr><th>Pitch</th><th>Low season</th><th>High season</th></tr>
+<tr><td>Small tent, 1 or 2 people</td><td>£16</td><td>£22</td></tr>
+<tr><td>Campervan with electric hook-up</td><td>£32</td><td>£41</td></tr>
+</table>
+<p>The shop in the farmhouse sells milk and eggs.</p>
+</body></html>"""
+
+
+def test_the_phrase_of_a_table_row_is_the_cell_of_the_column_asked_for(tmp_path: Path) -> None:
+    index = index_of(tmp_path, {"prices.html": PRICES_HTML})
+    doc = index.generation.text(0)
+    for question, row, cell in [
+        ("How much is a small tent pitch in low season?", "Small tent", "£16"),
+        ("How much does a campervan with electric hook-up cost in high season?", "Campervan", "£41"),
+    ]:
+        answer = index.ask(question)
+        assert answer.quotes[0].highlight_text.splitlines()[-1].startswith(row), question
+        assert answer.phrase is not None and answer.phrase.text == cell, (question, answer.phrase)
+        assert doc[answer.phrase.start : answer.phrase.end] == cell
+
+
 RECIPE_MD = """# Seeded spelt loaf
 
 Our most popular loaf, baked every morning at the Millbrook Bakery since 1991.

@@ -340,3 +340,32 @@ def test_is_heading_on_one_huge_line() -> None:
     start = len(text) - 10
     assert not chunking.is_heading(text, start, len(text))
     assert not chunking.is_heading(text, 0, 10)
+
+
+def _words(s: str) -> set[str]:
+    return {w.lower() for w in s.replace("|", " ").split()}
+
+
+def test_table_cell_is_the_column_the_question_names() -> None:
+    text = "Pitch | Low season | High season\nSmall tent, 1 or 2 people | £16 | £22\nCampervan | £32 | £41\n"
+    header = (0, text.index("\n"))
+    row_start = text.index("Small")
+    row = (row_start, text.index("\n", row_start))
+    cell = chunking.table_cell(text, header, row, {"low", "season", "tent"}, _words)
+    assert cell is not None and text[cell[0] : cell[1]] == "£16"
+    cell = chunking.table_cell(text, header, row, {"high", "season"}, _words)
+    assert cell is not None and text[cell[0] : cell[1]] == "£22"
+    # "season" alone names both columns; "pitch" names the first, which labels the row
+    assert chunking.table_cell(text, header, row, {"season"}, _words) is None
+    assert chunking.table_cell(text, header, row, {"pitch"}, _words) is None
+    # a Markdown row: its outer bars open and close no cell
+    md = "| Cheese | Weight | Chamber |\n|---|---|---|\n| Holloway Blue | 2.5 kg | Back |\n"
+    row_start = md.index("| Holloway")
+    cell = chunking.table_cell(
+        md, (0, md.index("\n")), (row_start, md.index("\n", row_start)), {"chamber"}, _words
+    )
+    assert cell is not None and md[cell[0] : cell[1]] == "Back"
+    # two columns (label | value): the whole row answers; unequal rows: no column
+    two = "Item | Value\nCheck-out | by 11 am\n"
+    assert chunking.table_cell(two, (0, 12), (13, len(two) - 1), {"value"}, _words) is None
+    assert chunking.table_cell(text, header, (0, 5), {"low"}, _words) is None
