@@ -427,7 +427,9 @@ _MEASURE = re.compile(
     r"at\s+what\s+(?:speed|temperature))\b",
     re.I,
 )
-_BARE = re.compile(r"(?:\d|[\s,.\-]|\b" + _NUMWORD + r"\b|\bbn\b)*", re.I)
+_BARE = re.compile(
+    r"(?:\d|[\s,.\-]|\b" + _NUMWORD + r"\b|\b" + _ORDWORD + r"\b|(?<=\d)(?:st|nd|rd|th)\b|\bbn\b)*", re.I
+)
 
 
 def measure_question(question: str) -> bool:

@@ -151,6 +151,10 @@ def test_a_measure_question_wants_a_unit() -> None:
     ]:
         c = phrases.pick(text, (0, len(text)), (0, len(text)), phrases.answer_type(q), q)
         assert c is not None and text[c.start : c.end] == expected, q
+    text = "The first thing out of the oven every morning, baked at 230 °C on the 2nd shelf."
+    q = "What temperature is the oven for the spelt loaf?"
+    c = phrases.pick(text, (0, len(text)), (0, len(text)), phrases.answer_type(q), q)
+    assert c is not None and text[c.start : c.end] == "230 °C", "an ordinal is no measure"
     assert phrases.measure_question("What temperature is the cave?")
     assert not phrases.measure_question("How many cheeses are there?")
     bare = [c for c in phrases.candidates("two and 1,104 and 150 metres and £5 and 12 °C")]
