@@ -460,7 +460,7 @@ def answer(
     focus = window.best
     header = table_header(text, *focus)
     if header is not None:  # a table row: the cell of the column the question names
-        focus = table_cell(text, header, focus, set(tokenize([question])[0]), _terms) or focus
+        focus = table_cell(text, header, focus, _terms(question), _terms) or focus
     chosen_phrase = phrases.pick(text, window.span, focus, phrases.answer_type(question), query or question)
     phrase = (
         None

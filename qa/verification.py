@@ -145,7 +145,6 @@ def features(ev: Evidence) -> dict[str, float]:
     miss_passage, miss_passage_max = missing(ev.passage_terms)
     wanted = phrases.answer_type(q)
     q_words = phrases.words_of(q)
-
     measure = phrases.measure_question(q)
 
     def has_type(text: str) -> bool:
