@@ -19,9 +19,14 @@ Method:
    between their vectors, and the answers (text and quote offsets) to ``--questions`` SQuAD
    questions asked of both.
 
-Precision: builds use ``build_precision`` auto (float32 on this CPU: no AVX512-BF16).
+Precision: builds use ``build_precision`` auto (bfloat16 on a CPU with AVX512-BF16, else
+float32); the results file records the CPU flags.
 
-Run: python benchmarks/distributed.py [--rounds 2] [--questions 200] [--work /tmp/qa-dist]
+``--source scifact`` builds the 5,183 SciFact abstracts instead (about 5x the chunks), to
+measure how Ray's fixed costs (worker start, one model load per actor) amortise with size;
+results go to ``distributed-scifact.json``.
+
+Run: python benchmarks/distributed.py [--rounds 2] [--questions 200] [--source squad|scifact]
 """
 
 from __future__ import annotations
@@ -44,13 +49,20 @@ MARK = "RESULT-JSON: "
 CONFIGS = ("local", "ray-1node", "ray-2nodes", "ray-auto")
 
 
-def write_corpus(folder: Path) -> Path:
-    from qa.evaluation import load_squad
-
+def write_corpus(folder: Path, source: str = "squad") -> Path:
+    """The benchmark's documents as .txt files, written once: the SQuAD paragraphs, or the
+    5,183 SciFact abstracts (a build ~5x larger, to see how Ray's fixed costs amortise)."""
     if folder.is_dir() and len(list(folder.iterdir())) > 1000:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    docs, _ = load_squad(common.SQUAD)
+    if source == "scifact":
+        from qa.evaluation import load_beir
+
+        docs = load_beir(common.SCIFACT)[0]
+    else:
+        from qa.evaluation import load_squad
+
+        docs = load_squad(common.SQUAD)[0]
     for doc, text in docs.items():
         (folder / (doc if doc.endswith(".txt") else f"{doc}.txt")).write_text(text, encoding="utf-8")
     return folder
@@ -128,7 +140,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--questions", type=int, default=200)
     ap.add_argument("--configs", default=",".join(CONFIGS))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/qa-dist"))
+    ap.add_argument(
+        "--source",
+        choices=("squad", "scifact"),
+        default="squad",
+        help="documents to build: the SQuAD paragraphs (the target's set) or SciFact's abstracts",
+    )
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default /tmp/qa-dist[-scifact])")
     ap.add_argument("--worker", choices=CONFIGS, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--index", type=Path, help=argparse.SUPPRESS)
@@ -141,7 +159,9 @@ def main() -> None:
     from tests.helpers.ray_cluster import start_cluster
 
     load_before = common.loadavg()
-    corpus = write_corpus(args.work / "corpus")
+    if args.work is None:
+        args.work = Path("/tmp/qa-dist" + ("-scifact" if args.source == "scifact" else ""))
+    corpus = write_corpus(args.work / "corpus", args.source)
     configs = args.configs.split(",")
     one = start_cluster(1, cpus=2) if "ray-1node" in configs else None
     two = start_cluster(2) if "ray-2nodes" in configs else None
@@ -162,10 +182,15 @@ def main() -> None:
         for c in (one, two):
             if c is not None:
                 c.stop()
-    from qa.evaluation import load_squad
+    if args.source == "scifact":
+        from qa.evaluation import load_beir
 
-    _, qs = load_squad(common.SQUAD)
-    questions = [q.question for q in qs[:: max(1, len(qs) // args.questions)]][: args.questions]
+        asked = list(load_beir(common.SCIFACT)[1].values())
+    else:
+        from qa.evaluation import load_squad
+
+        asked = [q.question for q in load_squad(common.SQUAD)[1]]
+    questions = asked[:: max(1, len(asked) // args.questions)][: args.questions]
     summary: dict[str, Any] = {}
     done = [r for r in runs if "error" not in r]
     local_cps = statistics.median(r["chunks_per_s"] for r in done if r["config"] == "local")
@@ -180,7 +205,8 @@ def main() -> None:
             summary[config]["equality"] = compare(args.work / "local", args.work / config, questions)
         print(f"{config}: {summary[config]}", file=sys.stderr)
     data = {"method": __doc__, "runs": runs, "summary": summary}
-    path = common.save("distributed", False, data, load_before)
+    name = "distributed" + ("-scifact" if args.source == "scifact" else "")
+    path = common.save(name, False, data, load_before)
     print(f"wrote {path}", file=sys.stderr)
 
 

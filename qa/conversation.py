@@ -20,7 +20,10 @@ topic ("Which network broadcasted it?" -> "Which network broadcasted Super Bowl 
 added after the question otherwise. A question with almost no words of its own (at most
 ``FEW_TERMS``, like "Where will they build it?") also gets the last answer's phrase and the
 rarest words of the previous search. The text searched is then ranked like any question.
-Tried and dropped, because they did not pay on those conversations: names of the last answer
+Which words are a name matters as much: a capitalised word that only opens a question is not
+one ("Upon", "Scientists"), a shorter name inside a longer one named as often is the longer
+one ("Super Bowl 50", not "the Super Bowl"), and "he" for "Nikola Tesla Museum" is Nikola
+Tesla. Tried and dropped, because they did not pay on those conversations: names of the last answer
 for every question, fusing the question as asked with the rewritten one, a bonus for the
 documents quoted in the previous turn, choosing the name by the question's own passages or by
 how often the earlier quotes name it, and common nouns ("teacher") as topics.
@@ -142,14 +145,58 @@ def rewrite(question: str, found: Topic) -> str:
         for pattern, suffix in _PRONOUNS:
             match = pattern.search(question)
             if match is not None:
-                text = question[: match.start()] + first + suffix + question[match.end() :]
+                name = _person_in(first) if _PERSONAL.fullmatch(match.group(0)) else first
+                text = question[: match.start()] + name + suffix + question[match.end() :]
                 return " ".join([text, *rest])
     return " ".join([question, *found.names, *found.words])
+
+
+_PERSONAL = re.compile(r"he|she|him|his|her", re.IGNORECASE)
+# Last words that make a name a place or an institution, not a person ("Nikola Tesla Museum").
+_NOT_PERSON = re.compile(
+    r"\s+(?:Museum|University|College|Institute|School|Academy|Stadium|Arena|Church|Cathedral|"
+    r"Hospital|Company|Corporation|Airport|Station|Street|Avenue|Square|Park|Bridge|Prize|Award|"
+    r"Foundation|Society|Centre|Center|Library|Hall|Building|Tower|Theatre|Theater|House|Memorial)$"
+)
+
+
+def _person_in(name: str) -> str:
+    """The person a "he" or "she" can mean in ``name``: "Nikola Tesla" in "Nikola Tesla Museum";
+    ``name`` itself when it is not named after someone that way."""
+    head = _NOT_PERSON.search(name)
+    return name[: head.start()] if head is not None and head.start() > 0 else name
 
 
 def _names(name: str, text: str) -> bool:
     """Whether ``text`` names ``name`` as whole words ("AI" is not named by "OpenAI")."""
     return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text) is not None
+
+
+def _topic_names(text: str, searches: list[str]) -> list[str]:
+    """The names of ``text`` that can be a conversation's topic. A capitalised word that starts
+    the question is part of a name only when a search also writes it capitalised elsewhere:
+    "Upon", "Scientists" or "Photosynthesis" open questions without naming anything, and
+    "Following the French Revolution, ..." names "French Revolution"."""
+    lead = len(text) - len(text.lstrip())
+    names = []
+    for c in phrases.candidates(text):
+        if c.kind != "name":
+            continue
+        name = text[c.start : c.end]
+        if c.start == lead:
+            first = name.split()[0]
+            elsewhere = re.compile(rf"(?<=[\w,;:] ){re.escape(first)}(?!\w)")
+            if not any(elsewhere.search(t) for t in searches):
+                if " " not in name:
+                    continue
+                rest = _JOINED.match(name, len(first))
+                if rest is not None:  # "Acessing the Amazon" -> "Amazon"; "Nikola Tesla" stays
+                    name = name[rest.end() :]
+        names.append(name)
+    return names
+
+
+_JOINED = re.compile(r"(?:\s+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))+\s+")
 
 
 @dataclass(frozen=True)
@@ -182,8 +229,11 @@ def topic(
     asked = phrases.words_of(question)
     few = own_terms <= FEW_TERMS
     searches = [past_answer.query or past_question for past_question, past_answer in history]
-    found = {text[c.start : c.end] for text in searches for c in phrases.candidates(text) if c.kind == "name"}
+    found = {name for text in searches for name in _topic_names(text, searches)}
     seen = {n: sum(_names(n, text) for text in searches) for n in found if not phrases.words_of(n) <= asked}
+    # a name inside a longer one named as often is that one, said shorter ("the Super Bowl",
+    # then "Super Bowl 50"): the longer, more specific name stands for both
+    seen = {n: c for n, c in seen.items() if not any(m != n and seen[m] == c and _names(n, m) for m in seen)}
     names = sorted(seen, key=lambda n: (-seen[n], idf_of(n), n))[: TOPIC_NAMES + few]
     # the name takes the pronoun's place only when it is clearly the topic: named in more
     # searches than any other, or the only name there is; otherwise it is searched beside

@@ -67,6 +67,59 @@ def test_topic_is_the_name_the_earlier_searches_share() -> None:
     assert conversation.topic(history, "What did he invent?", 3, lambda t: 1.0).names == ("Nikola Tesla",)
 
 
+def test_a_capitalised_word_that_only_opens_a_question_is_no_topic() -> None:
+    # "Upon" and "Scientists" are capitalised because they start the question: they name
+    # nothing, so "oxygen"'s conversation has no sure name to put in place of "it"
+    for opener in ("Upon combustion, what does oxygen form?", "Scientists found what in oxygen?"):
+        found = conversation.topic(
+            [(opener, answered("q", "x"))], "What colour is it as a liquid?", 3, lambda t: 1.0
+        )
+        assert found.names == (), opener
+    # a name that starts the question is still a name when a search writes it elsewhere too
+    history = [
+        ("Warsaw has how many parks?", answered("q", "x")),
+        ("What river flows through Warsaw?", answered("q", "x")),
+    ]
+    assert conversation.topic(history, "When was it founded?", 2, lambda t: 1.0).names[0] == "Warsaw"
+    # and a name of several words is a name wherever it stands
+    history = [("Nikola Tesla was born where?", answered("q", "x"))]
+    assert conversation.topic(history, "What did he invent?", 3, lambda t: 1.0).names == ("Nikola Tesla",)
+    # but a word that opens the question before "the"/"of" is not part of the name after it
+    history = [("Following the French Revolution, who ruled?", answered("q", "x"))]
+    assert conversation.topic(history, "When did it end?", 3, lambda t: 1.0).names == ("French Revolution",)
+
+
+def test_a_shorter_name_inside_a_longer_one_is_the_longer_one() -> None:
+    # "the Super Bowl" and "Super Bowl 50" in one question: the specific name is the topic
+    history = [("Who had the fewest yards in the Super Bowl as of Super Bowl 50?", answered("q", "x"))]
+    # the shorter name is the more common one in the index: without the rule it would win
+    idf = {"Super Bowl": 1.0, "Super Bowl 50": 2.0}
+    found = conversation.topic(history, "Where did it take place?", 3, lambda t: idf.get(t, 3.0))
+    assert found.names[0] == "Super Bowl 50"
+    assert conversation.rewrite("Where did it take place?", conversation.Topic(found.names[:1])) == (
+        "Where did Super Bowl 50 take place?"
+    )
+
+
+def test_he_or_she_is_the_person_a_place_is_named_after() -> None:
+    museum = conversation.Topic(("Nikola Tesla Museum",))
+    assert (
+        conversation.rewrite("In what year did he emigrate to the United States?", museum)
+        == "In what year did Nikola Tesla emigrate to the United States?"
+    )
+    assert (
+        conversation.rewrite("What was his first invention?", museum)
+        == "What was Nikola Tesla's first invention?"
+    )
+    # "it" is the museum itself, and a name that is not a place stays whole
+    assert conversation.rewrite("When was it built?", museum) == "When was Nikola Tesla Museum built?"
+    assert conversation.rewrite("When was he born?", conversation.Topic(("Martin Luther",))) == (
+        "When was Martin Luther born?"
+    )
+    # a place named after nobody keeps its name
+    assert conversation.rewrite("Who ran it?", conversation.Topic(("Museum",))) == "Who ran Museum?"
+
+
 def test_a_question_with_few_words_carries_more_of_the_topic() -> None:
     history = [
         (
