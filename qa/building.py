@@ -84,11 +84,13 @@ class BuildReport:
     full: bool = False
     engine: str = "local"
     dense: str = "flat"
+    committed: bool = True  # False: nothing had changed, the live generation stays as it was
 
     def summary(self) -> str:
         """A few human lines (the CLI and UI show this)."""
+        live = "" if self.committed else " (nothing changed: still live, no new generation)"
         lines = [
-            f"generation {self.generation}: {len(self.added)} added, {len(self.changed)} changed, "
+            f"generation {self.generation}{live}: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.removed)} removed, {len(self.unchanged)} unchanged, "
             f"{len(self.failed)} failed",
             f"chunks: {self.chunks} total, {self.chunks_embedded} embedded, {self.chunks_reused} reused"
@@ -292,6 +294,26 @@ def _build(
             notes.append(Skipped(doc_id, doc.note))
     removed = sorted(set(previous.hashes) - {d.id for d, _, _ in docs})
     timings["parse"] = time.perf_counter() - t
+    if previous.gen is not None and _same_as_live(previous, todo_plan, removed, docs, skipped, settings,
+                                                  embedder, chunking_params):  # fmt: skip
+        timings["total"] = time.perf_counter() - t0
+        n = sum(len(chunks) for _, chunks, _ in docs)
+        return BuildReport(
+            generation=previous.gen.name,
+            added=[],
+            changed=[],
+            removed=[],
+            unchanged=unchanged,
+            failed=skipped,
+            notes=notes,
+            chunks=n,
+            chunks_embedded=0,
+            chunks_reused=n,
+            seconds=timings,
+            engine=mapper.name,
+            dense=previous.gen.manifest.get("dense", {}).get("type", "flat"),
+            committed=False,
+        )
 
     t = time.perf_counter()
     todo: dict[bytes, EmbedItem] = {}
@@ -342,6 +364,50 @@ def _build(
     )
 
 
+def _same_as_live(
+    previous: Previous,
+    todo_plan: Plan,
+    removed: list[str],
+    docs: list[tuple[Document, list[Chunk], list[bytes]]],
+    skipped: list[Skipped],
+    settings: Settings,
+    embedder: Embedder,
+    chunking_params: dict[str, Any],
+) -> bool:
+    """Whether a new generation would say exactly what the live one says: no file to parse
+    (none new, changed or failed before), none removed, the same skipped files for the same
+    reasons, and the same model, chunking, BM25 and dense settings. Then the build commits
+    nothing, and a server has nothing to reload."""
+    live = previous.gen
+    if live is None or previous.warnings or todo_plan.tasks or removed:
+        return False
+    m = live.manifest
+    n = sum(len(chunks) for _, chunks, _ in docs)
+    return (
+        m.get("qa_version") == __version__
+        and m.get("model") == _model_entry(embedder)
+        and m.get("chunking") == chunking_params
+        and m.get("bm25") == _BM25_ENTRY
+        and dense_vectors.DenseParams.from_manifest(m.get("dense"))
+        == dense_vectors.choose(n, embedder.dimension, settings.dense_index)
+        and [(d["id"], d["hash"]) for d in m.get("documents", [])] == [(d.id, d.hash) for d, _, _ in docs]
+        and [(x["id"], x["reason"]) for x in m.get("skipped", [])] == [(x.id, x.reason) for x in skipped]
+    )
+
+
+_BM25_ENTRY = {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"}
+
+
+def _model_entry(embedder: Embedder) -> dict[str, Any]:
+    return {
+        "name": embedder.name,
+        "fingerprint": embedder.fingerprint,
+        "dimension": embedder.dimension,
+        "max_tokens": embedder.max_tokens,
+        "precision": embedder.precision,
+    }
+
+
 def _manifest(
     embedder: Embedder,
     chunking_params: dict[str, Any],
@@ -352,15 +418,9 @@ def _manifest(
     return {
         "qa_version": __version__,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": embedder.name,
-            "fingerprint": embedder.fingerprint,
-            "dimension": embedder.dimension,
-            "max_tokens": embedder.max_tokens,
-            "precision": embedder.precision,
-        },
+        "model": _model_entry(embedder),
         "chunking": chunking_params,
-        "bm25": {**BM25_PARAMS, "stemmer": "snowball-english", "stopwords": "en"},
+        "bm25": _BM25_ENTRY,
         "dense": built.dense_params.to_manifest(),
         "counts": {
             "documents": len(docs),

@@ -92,7 +92,10 @@ def test_index_prints_progress_lines_when_not_a_terminal(tmp_path: Path, fake_bu
         main, ["index", "--quiet", "--corpus", str(corpus), "--index", str(tmp_path / "i")]
     )
     assert quiet.exit_code == 0 and quiet.stderr == ""
-    assert quiet.stdout.startswith("generation gen-000002: 0 added, 0 changed, 0 removed, 3 unchanged")
+    assert quiet.stdout.startswith(
+        "generation gen-000001 (nothing changed: still live, no new generation): 0 added, 0 changed, "
+        "0 removed, 3 unchanged"
+    )
 
 
 class _Terminal(io.StringIO):

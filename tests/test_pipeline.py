@@ -66,6 +66,32 @@ def test_incremental_add_modify_delete(settings: qa.Settings, fake: FakeEmbedder
     assert full.chunks_embedded == full.chunks and full.chunks_reused == 0
 
 
+def test_a_rebuild_with_nothing_changed_keeps_the_live_generation(
+    settings: qa.Settings, fake: FakeEmbedder
+) -> None:
+    (settings.corpus / "notes.xyz").write_text("an unsupported file, skipped with a reason")
+    first = build(settings, fake)
+    assert first.committed and first.generation == "gen-000001"
+    # same files (one only touched), same settings: no new generation, nothing to reload
+    (settings.corpus / "openai-foxconn-ai-hardware.txt").touch()
+    index = qa.Index.load(settings.index, settings, embedder=fake)
+    again = build(settings, fake)
+    assert not again.committed and again.generation == "gen-000001"
+    assert again.unchanged == ["openai-foxconn-ai-hardware.txt"] and again.chunks == first.chunks
+    assert [f.id for f in again.failed] == ["notes.xyz"]  # still reported
+    assert "nothing changed" in again.summary().splitlines()[0]
+    assert store.generation_names(settings.index) == ["gen-000001"] and not index.reload()
+    # anything a new generation would record differently makes one
+    (settings.corpus / "notes.xyz").unlink()  # the skipped list changes
+    assert build(settings, fake).generation == "gen-000002"
+    ivf = settings.model_copy(update={"dense_index": "ivf"})  # another dense structure
+    assert build(ivf, fake).generation == "gen-000003"
+    assert build(settings, fake, full=True).generation == "gen-000004"  # asked for in full
+    path = settings.corpus / "openai-foxconn-ai-hardware.txt"
+    path.write_text(path.read_text() + " One more sentence.")
+    assert build(settings, fake).generation == "gen-000005"
+
+
 def test_round_trip_manifest_and_files(settings: qa.Settings, fake: FakeEmbedder) -> None:
     report = build(settings, fake)
     root = settings.index
