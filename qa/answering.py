@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from qa import phrases, verification, windows
-from qa.chunking import is_heading, table_cell, table_header
+from qa.chunking import is_heading, key_value, table_cell, table_header
 from qa.errors import IndexCorruptError
 from qa.retrieval import Hit, tokenize
 from qa.store import Generation
@@ -236,12 +236,24 @@ def _rescore(
     title_score = dict(
         zip(titles, sentence_scores(title_cos, all_terms[len(texts) :])[0].tolist(), strict=True)
     )
+    title_terms = dict(zip(titles, all_terms[len(texts) :], strict=True))
     out = []
     start = 0
     for hit, doc, (spans, vecs) in zip(hits, docs, units, strict=True):
         terms = all_terms[start : start + len(spans)]
         heading = np.array(headings[start : start + len(spans)])
         start += len(spans)
+        if doc in titles:
+            vecs, terms = _with_subject(
+                gen.text(doc),
+                spans.tolist(),
+                vecs,
+                terms,
+                titles[doc],
+                title_terms[doc],
+                query_vec.reshape(-1),
+                q_terms,
+            )
         cos = vecs.astype(np.float32) @ query_vec.reshape(-1)
         sentence, overlap = sentence_scores(cos, terms)
         whole = weighted_overlap(q_terms, [w for t in terms for w in t], idf)
@@ -255,6 +267,41 @@ def _rescore(
         score = best + scoring.chunk_weight * whole + scoring.dense_weight * hit.dense
         out.append((float(score), float(cos[pick]), span))
     return out
+
+
+def _with_subject(
+    text: str,
+    spans: list[list[int]] | list[tuple[int, int]],
+    vecs: np.ndarray,
+    terms: list[list[str]],
+    title: tuple[int, int, np.ndarray],
+    title_terms: list[str],
+    query: np.ndarray,
+    q_terms: list[str],
+) -> tuple[np.ndarray, list[list[str]]]:
+    """Key/value rows read with their subject, the document's title: "Passengers | 250" in
+    "MV Maren Skye: technical sheet" says how many passengers the ship carries, so the row is
+    matched with the title's words too, and with the mean of both vectors when that is closer
+    to the question ``query`` than the row alone, as a data row is read with its header. Only
+    a row that shares a word with the question (``q_terms``) itself is read so: otherwise a
+    question naming the subject ("Who is the master of MV Maren Skye?") would find it in
+    every row. Other sentences are unchanged."""
+    rows = [i for i, (a, b) in enumerate(spans) if (a, b) != title[:2] and key_value(text, a, b) is not None]
+    if not rows:
+        return vecs, terms
+    vecs, terms = vecs.astype(np.float32), list(terms)
+    subject = title[2].astype(np.float32)
+    asked = set(q_terms)
+    for i in rows:
+        if asked.isdisjoint(terms[i]):
+            continue  # the row's own words say nothing the question asks: no subject lends them
+        both = vecs[i] + subject
+        both /= np.linalg.norm(both) or 1.0
+        # read with or without its subject, whichever fits the question better
+        if float(both @ query) > float(vecs[i] @ query):
+            vecs[i] = both
+        terms[i] = [*terms[i], *title_terms]
+    return vecs, terms
 
 
 def first_chunks(gen: Generation) -> np.ndarray:
@@ -312,6 +359,13 @@ def _answer_window(
     texts = [text[u.start : u.end] for u in units]
     terms = tokenize(texts)
     vecs = np.vstack([u.vector for u in units]).astype(np.float32)
+    title = document_title(gen, doc)
+    if title is not None:
+        spans = [(u.start, u.end) for u in units]
+        title_terms = tokenize([text[title[0] : title[1]]])[0]
+        vecs, terms = _with_subject(
+            text, spans, vecs, terms, title, title_terms, query_vec.reshape(-1), q_terms
+        )
     cosines = vecs @ query_vec.reshape(-1)
     overlap = np.array([weighted_overlap(q_terms, t, idf) for t in terms])
     heading = np.array([is_heading(text, u.start, u.end) for u in units])
@@ -459,14 +513,18 @@ def answer(
     # words of the question and of the topic searched with it are not the answer ("Foxconn")
     focus = window.best
     header = table_header(text, *focus)
-    if header is not None:  # a table row: the cell of the column the question names
+    pair = key_value(text, *focus)
+    if pair is not None:  # "Crew | 8": the value is what the row says
+        focus = pair[1]
+    elif header is not None:  # a table row: the cell of the column the question names
         focus = table_cell(text, header, focus, _terms(question), _terms) or focus
-    chosen_phrase = phrases.pick(text, window.span, focus, phrases.answer_type(question), query or question)
-    phrase = (
-        None
-        if chosen_phrase is None
-        else Phrase(text[chosen_phrase.start : chosen_phrase.end], chosen_phrase.start, chosen_phrase.end)
-    )
+    picked = phrases.pick(text, window.span, focus, phrases.answer_type(question), query or question)
+    if picked is not None:
+        phrase: Phrase | None = Phrase(text[picked.start : picked.end], picked.start, picked.end)
+    elif pair is not None:  # no phrase of the asked type: the whole value ("Aldhaven Shipyard, Dunmarren")
+        phrase = Phrase(text[pair[1][0] : pair[1][1]], *pair[1])
+    else:
+        phrase = None
     return Answer(
         question, True, top.highlight_text, tuple(quotes), gen.name, confidence=confidence, phrase=phrase
     )

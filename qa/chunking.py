@@ -222,6 +222,17 @@ def table_header(text: str, start: int, end: int) -> Span | None:
     return row if _table_row(text, *row) == "header" else None
 
 
+def key_value(text: str, start: int, end: int) -> tuple[Span, Span] | None:
+    """(key, value) cells of a two-column data row ("Launched | 2 November 2017" in a ship's
+    technical sheet), or None. Such a row leaves its subject unsaid: it is the document's."""
+    if not is_data_row(text, start, end):
+        return None
+    cells = _cells(text, (start, end))
+    if len(cells) != 2 or any(b <= a for a, b in cells):
+        return None
+    return cells[0], cells[1]
+
+
 def table_cell(
     text: str, header: Span, row: Span, question_terms: set[str], terms_of: Callable[[str], set[str]]
 ) -> Span | None:

@@ -187,3 +187,40 @@ def test_a_list_item_is_the_answer(tmp_path: Path) -> None:
     answer = index.ask("How much fine sea salt is in the seeded spelt loaf?")
     assert answer.quotes[0].highlight_text == "- 24 g fine sea salt"
     assert answer.phrase is not None and answer.phrase.text == "24 g"
+
+
+SPEC_MD = """# MV Maren Skye: technical sheet
+
+MV Maren Skye is a double-ended passenger ferry built for the crossing to the island of Inchvarra.
+
+## Principal particulars
+
+Length overall | 52.4 m
+Passengers | 250
+Crew | 8
+Call sign | 2KTM7
+Launched | 2 November 2017
+
+## Operating notes
+
+The master of the ferry is Captain Ailsa Drummond, who has commanded the ship since 2018.
+"""
+
+
+def test_a_key_value_row_is_read_with_the_document_it_describes(tmp_path: Path) -> None:
+    # "Passengers | 250" leaves its subject unsaid; the prose sentence names the ship and
+    # "passenger": read with the title, the row is the answer and its value the phrase
+    index = index_of(tmp_path, {"ferry.md": SPEC_MD})
+    doc = index.generation.text(0)
+    for question, row, value in [
+        ("How many passengers can MV Maren Skye carry?", "Passengers | 250", "250"),
+        ("What is the call sign of MV Maren Skye?", "Call sign | 2KTM7", "2KTM7"),
+    ]:
+        answer = index.ask(question)
+        assert answer.quotes[0].highlight_text == row, question
+        assert answer.phrase is not None and answer.phrase.text == value, (question, answer.phrase)
+        assert doc[answer.phrase.start : answer.phrase.end] == value
+    # a row that shares no word with the question gets nothing from the title: a question that
+    # names the ship does not find the ship's name in every row
+    answer = index.ask("Who is the master of MV Maren Skye?")
+    assert "|" not in answer.quotes[0].highlight_text

@@ -369,3 +369,17 @@ def test_table_cell_is_the_column_the_question_names() -> None:
     two = "Item | Value\nCheck-out | by 11 am\n"
     assert chunking.table_cell(two, (0, 12), (13, len(two) - 1), {"value"}, _words) is None
     assert chunking.table_cell(text, header, (0, 5), {"low"}, _words) is None
+
+
+def test_key_value_rows() -> None:
+    text = "Sheet\nLength overall | 52.4 m\nCrew | 8\nA | B | C\nX | 1 | 2\nFellgate | Prices\n\nLone | 5\n"
+
+    def line(s: str) -> tuple[int, int]:
+        a = text.index(s)
+        return a, a + len(s)
+
+    key, value = chunking.key_value(text, *line("Length overall | 52.4 m")) or ((0, 0), (0, 0))
+    assert text[key[0] : key[1]] == "Length overall" and text[value[0] : value[1]] == "52.4 m"
+    assert chunking.key_value(text, *line("Crew | 8")) is not None
+    for not_a_pair in ("Sheet", "X | 1 | 2", "Lone | 5"):  # no bar, three cells, no table
+        assert chunking.key_value(text, *line(not_a_pair)) is None, not_a_pair
