@@ -467,6 +467,25 @@ def words_of(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)}
 
 
+# Plurals that do not end in -s.
+_IRREGULAR = {
+    "children": "child",
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "feet": "foot",
+    "teeth": "tooth",
+    "mice": "mouse",
+    "geese": "goose",
+}
+
+
+def _singular(word: str) -> str:
+    """``word`` lower-cased, an irregular plural made singular ("children" -> "child")."""
+    w = word.lower()
+    return _IRREGULAR.get(w, w)
+
+
 def pick(
     text: str,
     window: tuple[int, int],
@@ -490,11 +509,13 @@ def pick(
         cands = [c for c in cands if fits(text, c, wanted, q_words, True)]  # "150 metres", not "two"
     if not cands:
         return None
-    # Positions of the question's words in the window, to measure nearness.
+    # Positions of the question's words in the window, to measure nearness ("children" also
+    # finds "child": a plural the question's words cannot show by their spelling).
+    asked = {_singular(w) for w in q_words if len(w) > 2 and w not in COMMON_WORDS}
     anchors = [
         m.start()  # finditer's positions are the text's own, not relative to ``a``
         for m in _WORD.finditer(text, a, b)
-        if m.group(0).lower() in q_words and len(m.group(0)) > 2 and m.group(0).lower() not in COMMON_WORDS
+        if len(m.group(0)) > 2 and m.group(0).lower() not in COMMON_WORDS and _singular(m.group(0)) in asked
     ]
 
     def cost(c: Candidate) -> tuple[int, int, int, int]:

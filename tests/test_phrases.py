@@ -143,6 +143,16 @@ def test_pick_is_near_the_questions_content_words_not_its_function_words() -> No
     assert {"11 nautical miles", "55 minutes"} <= found
 
 
+def test_an_irregular_plural_of_the_question_finds_its_singular() -> None:
+    text = "Lifejackets | 290 adult, 30 child, 10 infant"
+    for q, want in [
+        ("How many lifejackets are there for children?", "30"),
+        ("How many lifejackets are there for adults?", "290"),
+    ]:
+        c = phrases.pick(text, (0, len(text)), (0, len(text)), phrases.answer_type(q), q)
+        assert c is not None and text[c.start : c.end] == want, q
+
+
 def test_a_measure_question_wants_a_unit() -> None:
     text = "The two talk by radio; the range is up to 150 metres, and 3 of them fit in a box."
     for q, expected in [
