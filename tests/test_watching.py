@@ -258,6 +258,9 @@ def test_qa_index_watch_command(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Ctrl+C as in a terminal, even when this run inherited SIGINT ignored (a shell starts
+        # background jobs so: `make test &` would otherwise fail here)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: queue.Queue[str] = queue.Queue()
     for stream in (proc.stdout, proc.stderr):
