@@ -432,6 +432,12 @@ _BARE = re.compile(
 )
 
 
+_TEMPERATURE_WORDS = frozenset(
+    ["temperature", "temperatures", "hot", "hotter", "cold", "colder", "warm", "warmer"]
+)
+_DEGREES = re.compile(r"°|\bdegrees?\b|\bkelvin\b", re.IGNORECASE)
+
+
 def measure_question(question: str) -> bool:
     """Whether ``question`` asks for a measure ("How far...?", "What temperature...?"), which a
     quantity with its unit answers ("150 metres", "12 °C"), not a bare "two"."""
@@ -441,10 +447,16 @@ def measure_question(question: str) -> bool:
 def fits(text: str, c: Candidate, wanted: str, question_words: set[str], measure: bool) -> bool:
     """Whether candidate ``c`` of ``text`` can answer a question that asks for ``wanted``: of a
     kind that serves it, not only the question's own words, and, for a ``measure`` question, a
-    number that carries its unit."""
+    number that carries its unit (in degrees when ``question_words`` ask for a temperature)."""
     if not serves(c.kind, wanted) or words_of(text[c.start : c.end]) <= question_words:
         return False
-    return not (measure and c.kind == NUMBER and _BARE.fullmatch(text[c.start : c.end]) is not None)
+    if not measure or c.kind != NUMBER:
+        return True
+    said = text[c.start : c.end]
+    if _BARE.fullmatch(said) is not None:
+        return False
+    # a temperature is in degrees: "95 per cent" of "12 °C and 95 per cent" does not answer it
+    return question_words.isdisjoint(_TEMPERATURE_WORDS) or _DEGREES.search(said) is not None
 
 
 def serves(kind: str, wanted: str) -> bool:

@@ -153,6 +153,21 @@ def test_an_irregular_plural_of_the_question_finds_its_singular() -> None:
         assert c is not None and text[c.start : c.end] == want, q
 
 
+def test_a_temperature_is_in_degrees() -> None:
+    # "Temperature" in the next sentence is nearer to "95 per cent" than to "12 °C"
+    text = (
+        "The back chamber is kept a little warmer, at 12 °C and 95 per cent relative humidity.\n\n"
+        "Temperature and humidity are logged every 15 minutes."
+    )
+    focus = (0, text.index("\n"))
+    for q in ("What temperature is the back chamber?", "How warm is the back chamber?"):
+        c = phrases.pick(text, (0, len(text)), focus, phrases.answer_type(q), q)
+        assert c is not None and text[c.start : c.end] == "12 °C", q
+    # other measures keep any unit
+    q = "How humid is the back chamber, in per cent?"
+    assert phrases.fits(text, phrases.candidates(text)[1], "number", phrases.words_of(q), True)
+
+
 def test_a_measure_question_wants_a_unit() -> None:
     text = "The two talk by radio; the range is up to 150 metres, and 3 of them fit in a box."
     for q, expected in [
