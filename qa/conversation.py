@@ -196,7 +196,7 @@ def _topic_names(text: str, searches: list[str]) -> list[str]:
     return names
 
 
-_JOINED = re.compile(r"(?:\s+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))+\s+")
+_JOINED = re.compile(r"(?:\s+" + phrases.NAME_JOINERS + r")+\s+")
 
 
 @dataclass(frozen=True)

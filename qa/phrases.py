@@ -117,10 +117,12 @@ _NUMBER_RE = re.compile(
     + r"))(?![\w])",
     re.IGNORECASE,
 )
-# Runs of capitalised words; lower-case joiners ("of", "the", "de", "and") only between them.
+# Lower-case words that join the capitalised words of one name ("Bank of England", "van Gogh").
+NAME_JOINERS = r"(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&)"
+# Runs of capitalised words; lower-case joiners only between them.
 _NAME_RE = re.compile(
     r"(?<![\w'’])(?:[A-Z][\w'’.&-]*|[A-Z]{2,})"
-    r"(?:(?:[ \t]+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))*"
+    r"(?:(?:[ \t]+" + NAME_JOINERS + r")*"
     r"[ \t]+(?:[A-Z][\w'’.&-]*|\d+))*"
 )
 # Capitalised words that start sentences without naming anything (wh-words, pronouns...).
@@ -256,9 +258,7 @@ COMMON_WORDS = frozenset(
         "must",
     ]
 )
-_STOP_NAME_TAIL = re.compile(
-    r"(?:[ \t]+(?:of|the|de|del|della|da|di|du|des|van|von|der|den|la|le|al|bin|&))+$"
-)
+_STOP_NAME_TAIL = re.compile(r"(?:[ \t]+" + NAME_JOINERS + r")+$")
 
 # Question patterns, checked in order: the first match decides the answer type.
 _QTYPE = [
